@@ -1,0 +1,136 @@
+"""Structured-config schemas. Registered in Hydra's ConfigStore so that types are checked at compose time.
+
+Group options (YAML files under conf/<group>/) merge into these dataclasses; a value of the wrong type or an
+unknown key fails during composition with Hydra's message naming the key. Cross-field rules (mixture members vs
+weights, sums, sizes) live in `validate.py`, which every entry point runs right after composition.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "${project_root:}"
+    # ROMP's dataset folder layout (h36m/, coco/, 3DPW/, ...) lives here.
+    data_dir: str = "${oc.env:ROMP_DATA_DIR,${paths.root_dir}/dataset}"
+    # SMPL_NEUTRAL.pkl, J_regressor_extra.npy, J_regressor_h36m.npy, gmm_08.pkl (licensed; the user provides them).
+    smpl_dir: str = "${oc.env:ROMP_SMPL_DIR,${paths.root_dir}/model_data/smpl}"
+    # Pre-trained backbones and released ROMP checkpoints.
+    model_dir: str = "${paths.root_dir}/trained_models"
+    cache_dir: str = "${paths.root_dir}/.cache/romp_hydra"
+    log_dir: str = "${paths.root_dir}/logs"
+    output_dir: str = "${hydra:runtime.output_dir}"
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    flip_prob: float = 0.5
+    rotate_prob: float = 0.2
+    max_rotate_deg: float = 30.0
+    crop_prob_2d: float = 0.1
+    crop_prob_3d: float = 0.4
+    color_jitter_prob: float = 0.2
+    color_jitter_strength: float = 0.1
+    occlusion_prob: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    input_size: int = 512
+    centermap_size: int = 64
+    max_person: int = 64
+    batch_size: int = 32
+    val_batch_size: int = 16
+    num_workers: int = 4
+    max_bad_fraction: float = 0.01
+    collision_aware_centermap: bool = True
+    collision_factor: float = 0.2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class DatasetConfig:
+    """A mixture: named members, each a source config with `_target_` (see conf/source/)."""
+
+    name: str = MISSING
+    members: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SamplingConfig:
+    """Marginal probability of drawing each mixture member. Empty weights = uniform over the members."""
+
+    name: str = "uniform"
+    weights: Dict[str, float] = field(default_factory=dict)
+    normalize: bool = False
+    # An epoch is a fixed number of samples, independent of the weights, so mixtures compare step for step.
+    epoch_samples: int = 320_000
+
+
+@dataclass
+class BodyModelConfig:
+    kind: str = "smpl"  # smpl | standin
+    model_dir: str = "${paths.smpl_dir}"
+    gender: str = "neutral"
+    root_align: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 120
+    max_steps: Optional[int] = None
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (AMP; CUDA only)
+    channels_last: bool = True
+    grad_clip_norm: Optional[float] = None
+    accumulate_steps: int = 1
+    log_every_steps: int = 50
+    vis_every_steps: int = 200
+    val_every_steps: int = 2000
+    ckpt_every_steps: int = 2000
+    max_consecutive_nan: int = 20
+
+
+@dataclass
+class LoggerConfig:
+    kind: str = "mlflow"  # mlflow | none
+    tracking_uri: str = "sqlite:///${paths.root_dir}/mlflow.db"
+    experiment_name: str = "romp_hydra"
+    run_name: Optional[str] = None
+
+
+@dataclass
+class TrainConfig:
+    task_name: str = "train"
+    seed: int = 0
+    tags: List[str] = field(default_factory=list)
+    # true: continue the latest run of this task; a path: continue that run directory or checkpoint.
+    resume: Any = False
+    # Model weights to start from (fine-tuning): ours, or a ROMP checkpoint (module.* keys).
+    ckpt_path: Optional[str] = None
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    body_model: BodyModelConfig = field(default_factory=BodyModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    backbone: Any = MISSING
+    model: Any = MISSING
+    loss: Any = MISSING
+    optim: Any = MISSING
+    val: Any = None
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+
+
+register_configs()
