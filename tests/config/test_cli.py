@@ -41,7 +41,7 @@ def test_cfg_job_prints_v1_mixture(backbone):
         (["backbone=vgg"], ["backbone/vgg", "hrnet32", "resnet50"]),
         (["data.batch_size=abc"], ["data.batch_size", "abc"]),
         (["sampling.weights.lsp=0.5"], ["sum to 1.44", "sampling.normalize=true"]),
-        (["sampling.weights.up=0.1"], ["sampling.weights.up", "not a member"]),
+        (["+sampling.weights.up=0.1"], ["sampling.weights.up", "not a member", "h36m"]),
     ],
 )
 def test_bad_config_fails_fast_with_one_message(args, words):

@@ -33,7 +33,7 @@ def test_single_dataset_defaults_to_uniform(compose_cfg):
 @pytest.mark.parametrize(
     "overrides, key, words",
     [
-        (["sampling.weights.up=0.1"], "sampling.weights.up", ["not a member", "h36m"]),
+        (["+sampling.weights.up=0.1"], "sampling.weights.up", ["not a member", "h36m"]),
         (["~sampling.weights.lsp", "sampling.normalize=true"], "sampling.weights", ["no weight", "lsp"]),
         (["sampling.weights.lsp=-0.06", "sampling.weights.h36m=0.32"], "sampling.weights.lsp", [">= 0"]),
         (["sampling.weights.lsp=0.12"], "sampling.weights", ["sum to 1.06", "sampling.normalize=true"]),

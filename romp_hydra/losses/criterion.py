@@ -1,0 +1,221 @@
+"""The training criterion: every ROMP loss term, weighted, clipped and NaN-guarded, summed into one scalar."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from romp_hydra.data import masks
+from romp_hydra.losses.common import graph_zero
+from romp_hydra.losses.focal import centermap_focal_loss
+from romp_hydra.losses.keypoints import kp2d_loss, mpjpe_loss, pampjpe_loss
+from romp_hydra.losses.params import pose_loss, shape_loss
+from romp_hydra.losses.prior import build_pose_prior, pose_prior_loss
+
+__all__ = ["TERM_NAMES", "Criterion", "gather_matched_targets"]
+
+# Order used for the terms dict (and therefore for logging).
+TERM_NAMES: tuple[str, ...] = ("centermap", "kp2d", "mpjpe", "pampjpe", "pose", "shape", "prior", "cam")
+MATCHED_TARGET_KEYS: tuple[str, ...] = ("kp2d", "kp3d", "params", "valid_masks")
+
+
+def _require(mapping: Mapping[str, torch.Tensor], key: str, where: str) -> torch.Tensor:
+    if key not in mapping:
+        raise KeyError(
+            f"Criterion needs {where}['{key}'] for an enabled loss term; present keys: {sorted(mapping)}"
+        )
+    return mapping[key]
+
+
+def gather_matched_targets(
+    batch: Mapping[str, torch.Tensor], batch_idx: torch.Tensor, person_idx: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Pick the GT of every matched person out of a collated training batch.
+
+    Args:
+        batch: the collated batch (``kp2d`` (B, MP, 54, 2), ``kp3d`` (B, MP, 54, 3), ``params`` (B, MP, 76),
+            ``valid_masks`` (B, MP, 8)).
+        batch_idx: [N] image of each matched person (``PersonOutputs["batch_idx"]``).
+        person_idx: [N] GT slot of each matched person (``PersonOutputs["person_idx"]``; must be >= 0,
+            i.e. the outputs come from matching, not from parsing mode).
+
+    Returns:
+        ``{"kp2d": (N, 54, 2), "kp3d": (N, 54, 3), "params": (N, 76), "valid_masks": (N, 8) bool}``.
+    """
+    if batch_idx.shape != person_idx.shape or batch_idx.dim() != 1:
+        raise ValueError(
+            f"gather_matched_targets: batch_idx {tuple(batch_idx.shape)} and person_idx {tuple(person_idx.shape)} "
+            "must be 1-D and of equal length"
+        )
+    if person_idx.numel() and int(person_idx.min()) < 0:
+        raise ValueError(
+            "gather_matched_targets: person_idx contains -1 (outputs from parsing mode); the loss needs "
+            "outputs matched to GT slots (parser.match_to_gt)"
+        )
+    gathered = {}
+    for key in MATCHED_TARGET_KEYS:
+        tensor = _require(batch, key, "batch")
+        gathered[key] = tensor[batch_idx.to(tensor.device), person_idx.to(tensor.device)]
+    gathered["valid_masks"] = gathered["valid_masks"].bool()
+    return gathered
+
+
+class Criterion(nn.Module):
+    """ROMP's weighted loss (``Loss`` + ``Learnable_Loss``) over matched persons and centre maps.
+
+    Each enabled term is ``weight * value``; a term that reaches ``loss_thresh`` is rescaled to exactly the
+    threshold as ``term * (thresh / term.detach())`` (value capped, gradient scaled by the same factor, as
+    ROMP does). Non-finite terms (NaN, or inf which rescaling turns into NaN) are left out of the total and
+    reported as NaN in the terms dict, so the training loop can count NaN steps; the total itself is then the
+    sum of the finite terms (an exact graph-connected 0 if none is finite).
+
+    Terms (``weights`` keys; a missing key or weight 0 switches the term off):
+
+    ========== =============================================== ===============================
+    name       value                                           gate
+    ========== =============================================== ===============================
+    centermap  focal loss of the centre map (raw head output)  ``image_mask`` (all labelled)
+    kp2d       2D projection error, leaves re-parented         ``valid_masks[:, KP2D]``
+    mpjpe      hip-aligned 3D joint error (m)                  ``valid_masks[:, KP3D]``
+    pampjpe    Procrustes-aligned 3D joint error (m)           ``valid_masks[:, KP3D]``
+    pose       rotation-matrix distance to GT pose             ``GLOBAL_ORIENT``, ``BODY_POSE``
+    shape      PCA-weighted beta error or beta regulariser     ``valid_masks[:, BETAS]``
+    prior      GMM pose prior / 100, 0 below 5                 all matched persons
+    cam        (no camera target in v1; must be 0)             —
+    ========== =============================================== ===============================
+
+    Args:
+        weights: term name -> weight (ROMP v1: ``conf/loss/v1.yaml``).
+        loss_thresh: cap applied to each weighted term (ROMP: 1000).
+        gmm_path: SMPLify's ``gmm_08.pkl``; ``None`` or a missing file turns the prior off with one warning.
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        loss_thresh: float = 1000.0,
+        gmm_path: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        unknown = sorted(set(weights) - set(TERM_NAMES))
+        if unknown:
+            raise ValueError(
+                f"Criterion: unknown loss term(s) {unknown} in loss.weights; known terms: {list(TERM_NAMES)}"
+            )
+        weights = {name: float(value) for name, value in weights.items()}
+        negative = {name: value for name, value in weights.items() if value < 0 or math.isnan(value)}
+        if negative:
+            raise ValueError(f"Criterion: loss weights must be >= 0, got {negative}")
+        if weights.get("cam", 0.0) > 0:
+            raise ValueError(
+                f"Criterion: loss.weights.cam={weights['cam']} but there is no camera target (ROMP v1 learns the "
+                "camera only through the 2D keypoint loss); set loss.weights.cam=0"
+            )
+        if not loss_thresh > 0:
+            raise ValueError(f"Criterion: loss_thresh must be > 0, got {loss_thresh}")
+        self.loss_thresh = float(loss_thresh)
+        self.prior = build_pose_prior(gmm_path) if weights.get("prior", 0.0) > 0 else None
+        if self.prior is None:
+            weights.pop("prior", None)
+        # Only enabled terms are computed, in the fixed TERM_NAMES order.
+        self.weights = {name: weights[name] for name in TERM_NAMES if weights.get(name, 0.0) > 0}
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights}, loss_thresh={self.loss_thresh}"
+
+    def _term_value(
+        self,
+        name: str,
+        outputs: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor],
+        centre_pred: torch.Tensor,
+        centre_gt: torch.Tensor,
+        image_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if name == "centermap":
+            return centermap_focal_loss(centre_pred, centre_gt, image_mask)
+        valid = _require(targets, "valid_masks", "matched_targets").bool()
+        if name == "kp2d":
+            return kp2d_loss(
+                _require(outputs, "pj2d", "person_outputs"),
+                _require(targets, "kp2d", "matched_targets"),
+                valid[:, masks.KP2D],
+            )
+        if name in ("mpjpe", "pampjpe"):
+            loss_fn = mpjpe_loss if name == "mpjpe" else pampjpe_loss
+            return loss_fn(
+                _require(outputs, "joints54", "person_outputs"),
+                _require(targets, "kp3d", "matched_targets"),
+                valid[:, masks.KP3D],
+            )
+        if name == "pose":
+            return pose_loss(
+                _require(outputs, "pose_rotmat", "person_outputs"),
+                _require(targets, "params", "matched_targets"),
+                valid[:, masks.GLOBAL_ORIENT],
+                valid[:, masks.BODY_POSE],
+            )
+        if name == "shape":
+            return shape_loss(
+                _require(outputs, "betas", "person_outputs"),
+                _require(targets, "params", "matched_targets"),
+                valid[:, masks.BETAS],
+            )
+        if name == "prior":
+            assert self.prior is not None  # enabled only when the GMM loaded
+            return pose_prior_loss(self.prior, _require(outputs, "body_pose", "person_outputs"))
+        raise AssertionError(f"no loss implementation for enabled term {name!r}")
+
+    def forward(
+        self,
+        person_outputs: Mapping[str, torch.Tensor],
+        matched_targets: Mapping[str, torch.Tensor],
+        centre_pred: torch.Tensor,
+        centre_gt: torch.Tensor,
+        image_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted total loss and the per-term values.
+
+        Args:
+            person_outputs: ``PersonOutputs`` of the N matched persons (keys used: ``pj2d`` (N, 54, 2),
+                ``joints54`` (N, 54, 3), ``pose_rotmat`` (N, 22, 3, 3), ``betas`` (N, 10), ``body_pose`` (N, 63)).
+            matched_targets: GT gathered per matched person (see :func:`gather_matched_targets`):
+                ``kp2d`` (N, 54, 2), ``kp3d`` (N, 54, 3), ``params`` (N, 76), ``valid_masks`` (N, 8) bool with
+                columns KP2D=0, KP3D=1, TRACK_ID=2, GLOBAL_ORIENT=3, BODY_POSE=4, BETAS=5, VERTS=6, DEPTH=7.
+            centre_pred: (B, 1, C, C) raw centre map from the network.
+            centre_gt: (B, 1, C, C) GT centre heatmap.
+            image_mask: (B,) bool, images whose persons are all labelled (gates ``centermap``); None = all.
+
+        Returns:
+            ``(total, terms)``: the scalar to back-propagate and ``{name: weighted, clipped, detached value}``
+            for every enabled term, NaN where the term was non-finite and left out of the total.
+        """
+        weighted: dict[str, torch.Tensor] = {}
+        for name, weight in self.weights.items():
+            term = weight * self._term_value(
+                name, person_outputs, matched_targets, centre_pred, centre_gt, image_mask
+            )
+            detached = term.detach()
+            scale = torch.where(
+                detached >= self.loss_thresh, self.loss_thresh / detached, torch.ones_like(detached)
+            )
+            weighted[name] = term * scale
+
+        total = graph_zero(centre_pred)
+        terms: dict[str, torch.Tensor] = {}
+        if weighted:
+            # One device sync for all terms: which ones are finite.
+            finite = torch.isfinite(
+                torch.stack([term.detach().float() for term in weighted.values()])
+            ).tolist()
+            for (name, term), is_finite in zip(weighted.items(), finite):
+                if is_finite:
+                    total = total + term
+                    terms[name] = term.detach()
+                else:
+                    terms[name] = torch.full_like(term.detach(), float("nan"))
+        return total, terms

@@ -1,0 +1,39 @@
+"""ROMP's network and what turns its maps into people.
+
+`build(cfg)` -> `ROMPNet`; `parser.parse` / `parser.match_to_gt` choose cells, `parser.sample_params` reads
+the 145 parameters there, `Predictor` turns them into meshes, joints and 2D projections. `checkpoint` loads
+ROMP / HigherHRNet / torchvision weights.
+"""
+
+from romp_hydra.models.backbones import HRNet, ResNet
+from romp_hydra.models.build import build, build_backbone
+from romp_hydra.models.checkpoint import (
+    CheckpointError,
+    LoadReport,
+    load_backbone_weights,
+    load_network_weights,
+    save_network,
+)
+from romp_hydra.models.parser import Selection, match_to_gt, parse, sample_params
+from romp_hydra.models.predictor import PersonOutputs, Predictor
+from romp_hydra.models.romp import PARAMS_DIM, ROMPNet
+
+__all__ = [
+    "PARAMS_DIM",
+    "CheckpointError",
+    "HRNet",
+    "LoadReport",
+    "PersonOutputs",
+    "Predictor",
+    "ROMPNet",
+    "ResNet",
+    "Selection",
+    "build",
+    "build_backbone",
+    "load_backbone_weights",
+    "load_network_weights",
+    "match_to_gt",
+    "parse",
+    "sample_params",
+    "save_network",
+]
