@@ -4,24 +4,67 @@ Examples:
   python -m romp_hydra.train experiment=quickstart                 # CPU, synthetic data, stand-in body model
   python -m romp_hydra.train backbone=hrnet32 dataset=v1_mix       # ROMP v1 (needs the datasets and SMPL files)
   python -m romp_hydra.train -m experiment=quickstart sampling.weights.synth_crowd=0.2,0.5,0.8 sampling.normalize=true
+  python -m romp_hydra.train experiment=quickstart hparams_search=mixture_optuna   # Optuna over the weight simplex
+
+In a sweep (-m) a job that fails is recorded as FAILED in MLflow and returns a finite "failure" objective, so
+the remaining jobs still run; a single run (no -m) raises as usual. See docs/sweeps.md.
 """
 from __future__ import annotations
+
+import logging
+import math
 
 import hydra
 from omegaconf import DictConfig
 
 from romp_hydra.config import ConfigError, exit_with_config_error, validate_config
+from romp_hydra.sweeps.jobs import (
+    SweepJob,
+    current_sweep_job,
+    failure_objective,
+    forget_previous_run_id,
+    place_job_on_gpu,
+    record_failed_job,
+)
+from romp_hydra.sweeps.simplex import apply_simplex_weights
+
+log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    job = current_sweep_job()
     try:
+        apply_simplex_weights(cfg)  # an Optuna simplex trial's +u_<member> become sampling.weights
         validate_config(cfg)
     except ConfigError as err:
-        exit_with_config_error(err)
+        if job is None:
+            exit_with_config_error(err)
+        return _fail(cfg, job, err)
     from romp_hydra.training.run import train  # heavy imports only after the config is known to be good
 
-    return train(cfg)
+    if job is None:
+        return train(cfg)
+    forget_previous_run_id(job.output_dir)
+    try:
+        place_job_on_gpu(cfg, job.num)
+        objective = train(cfg)
+    except Exception as err:  # not KeyboardInterrupt: Ctrl-C still stops the whole sweep
+        return _fail(cfg, job, err)
+    if objective is not None and not math.isfinite(objective):
+        log.warning("sweep job %d returned the objective %r; handing the sweeper %g instead", job.num, objective,
+                    failure_objective(cfg))
+        return failure_objective(cfg)
+    return objective
+
+
+def _fail(cfg: DictConfig, job: SweepJob, err: Exception) -> float:
+    """Log the failure (with traceback) in the job's log, mark its MLflow run FAILED, return the failure objective."""
+    log.error("sweep job %d failed; the sweep continues with the next job", job.num, exc_info=err)
+    run_id = record_failed_job(cfg, job.output_dir, err)
+    if run_id is not None:
+        log.error("MLflow run %s of job %d is marked FAILED", run_id, job.num)
+    return failure_objective(cfg)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ class TrainerConfig:
     log_every_steps: int = 50
     vis_every_steps: int = 200
     val_every_steps: int = 2000
+    val_at_start: bool = False
     ckpt_every_steps: int = 2000
     max_consecutive_nan: int = 20
 

@@ -2,11 +2,13 @@
 
 Only rank 0 tracks: every other rank gets a `NullTracker`, so the loop can call the same methods everywhere.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Mapping, Optional, Protocol, Type, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from omegaconf import DictConfig
@@ -22,10 +24,20 @@ class Tracker(Protocol):
     slow store must never stop or slow down training.
     """
 
-    run_id: Optional[str]
+    run_id: str | None
 
-    def start(self, cfg: DictConfig, run_dir: str | Path, resume_run_id: Optional[str] = None) -> Optional[str]:
-        """Open (or, with `resume_run_id`, re-open) the run for `cfg`; returns its id, or None if untracked."""
+    def start(
+        self,
+        cfg: DictConfig,
+        run_dir: str | Path,
+        resume_run_id: str | None = None,
+        hydra_cfg: DictConfig | None = None,
+    ) -> str | None:
+        """Open (or, with `resume_run_id`, re-open) the run for `cfg`; returns its id, or None if untracked.
+
+        `hydra_cfg` is the job's `hydra` node (run name, sweep); default `HydraConfig.get()`. Pass it when
+        training runs in a process spawned from the Hydra job, where HydraConfig is not set.
+        """
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log hyper-parameters (nested mappings are flattened to dotted keys)."""
@@ -36,7 +48,7 @@ class Tracker(Protocol):
     def log_image(self, image: np.ndarray, name: str, step: int) -> None:
         """Log an H x W x 3 uint8 RGB picture as pictures/<name>/step_<step>.png."""
 
-    def log_artifact(self, path: str | Path, artifact_path: Optional[str] = None) -> None:
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Log a file or a folder under `artifact_path` of the run."""
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
@@ -49,7 +61,7 @@ class Tracker(Protocol):
         """Write what is pending and close the run as FINISHED, FAILED or KILLED. Idempotent."""
 
 
-def status_for_exception(error: Optional[BaseException]) -> str:
+def status_for_exception(error: BaseException | None) -> str:
     """The run status that matches how training ended: no error -> FINISHED, Ctrl-C -> KILLED, else FAILED."""
     if error is None:
         return "FINISHED"
@@ -72,7 +84,7 @@ class FinishOnExit:
         return self
 
     def __exit__(
-        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.finish(status_for_exception(exc))  # type: ignore[attr-defined]
 
@@ -80,9 +92,15 @@ class FinishOnExit:
 class NullTracker(FinishOnExit):
     """Tracks nothing: `logger=none`, and every rank but 0."""
 
-    run_id: Optional[str] = None
+    run_id: str | None = None
 
-    def start(self, cfg: DictConfig, run_dir: str | Path, resume_run_id: Optional[str] = None) -> Optional[str]:
+    def start(
+        self,
+        cfg: DictConfig,
+        run_dir: str | Path,
+        resume_run_id: str | None = None,
+        hydra_cfg: DictConfig | None = None,
+    ) -> str | None:
         return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -94,7 +112,7 @@ class NullTracker(FinishOnExit):
     def log_image(self, image: np.ndarray, name: str, step: int) -> None:
         pass
 
-    def log_artifact(self, path: str | Path, artifact_path: Optional[str] = None) -> None:
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         pass
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Hydra callbacks that group the runs of a sweep under one MLflow parent run.
 
-Register them in the Hydra config (conf/hydra/callbacks/mlflow_sweep.yaml, selected by `hydra/callbacks=mlflow_sweep`
+Register them in the Hydra config (conf/hydra/callbacks/mlflow_sweep.yaml, selected by
+`hydra/callbacks=mlflow_sweep`
 or from conf/hydra/default.yaml):
 
     hydra:
@@ -14,6 +15,7 @@ or from conf/hydra/default.yaml):
 submitit), so they find the parent through that file (`find_parent_run_id`), never through memory.
 MLflow is imported only when `logger.kind == mlflow`, so the callback costs nothing otherwise.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -24,12 +26,14 @@ import socket
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from romp_hydra.tracking.naming import MAX_TAG_VALUE_LENGTH, truncate
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +42,21 @@ PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # the tag that makes the MLflow UI nes
 SWEEP_SUMMARY_FILE = "sweep_summary.json"
 
 
-def current_hydra_config() -> Optional[DictConfig]:
+def current_hydra_config() -> DictConfig | None:
     """The `hydra` node of the running job, or None outside a Hydra app (tests, notebooks)."""
     if not HydraConfig.initialized():
         return None
     return HydraConfig.get()
 
 
-def is_multirun(hydra_cfg: Optional[DictConfig]) -> bool:
+def is_multirun(hydra_cfg: DictConfig | None) -> bool:
     if hydra_cfg is None:
         return False
     mode = OmegaConf.select(hydra_cfg, "mode", default=None)
     return getattr(mode, "name", str(mode)) == "MULTIRUN"
 
 
-def find_parent_run_id(hydra_cfg: Optional[DictConfig] = None) -> Optional[str]:
+def find_parent_run_id(hydra_cfg: DictConfig | None = None) -> str | None:
     """The sweep's parent run id written by `MLflowSweepCallback.on_multirun_start`, or None.
 
     `hydra_cfg` is the `hydra` node (default: the running job's). None in RUN mode, and in a sweep started
@@ -71,7 +75,7 @@ def find_parent_run_id(hydra_cfg: Optional[DictConfig] = None) -> Optional[str]:
         return None
 
 
-def sweep_job_tags(hydra_cfg: Optional[DictConfig] = None) -> Dict[str, str]:
+def sweep_job_tags(hydra_cfg: DictConfig | None = None) -> dict[str, str]:
     """Tags that place a job in its sweep (parent run, job number, sweep dir); empty in RUN mode."""
     hydra_cfg = current_hydra_config() if hydra_cfg is None else hydra_cfg
     if not is_multirun(hydra_cfg):
@@ -88,8 +92,8 @@ def sweep_job_tags(hydra_cfg: Optional[DictConfig] = None) -> Dict[str, str]:
     return {key: value for key, value in tags.items() if value}
 
 
-def _tracking_settings(config: DictConfig) -> Optional[Dict[str, Any]]:
-    """(tracking_uri, experiment_name) when the config tracks with MLflow, else None."""
+def _tracking_settings(config: DictConfig) -> dict[str, Any] | None:
+    """{tracking_uri, experiment_name} when the config tracks with MLflow, else None."""
     logger_cfg = OmegaConf.select(config, "logger", default=None)
     if logger_cfg is None or logger_cfg.get("kind") != "mlflow":
         return None
@@ -110,13 +114,18 @@ class MLflowSweepCallback(Callback):
     """One MLflow parent run per Hydra sweep, with the sweep's jobs nested under it."""
 
     def __init__(self) -> None:
-        self._client = None
-        self._parent_run_id: Optional[str] = None
-        self._experiment_id: Optional[str] = None
-        self._sweep_dir: Optional[Path] = None
+        self._client: Any = None  # MlflowClient, created on the launching machine only
+        self._parent_run_id: str | None = None
+        self._experiment_id: str | None = None
+        self._sweep_dir: Path | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Launchers pickle the callbacks into every job; jobs find the parent through the sweep dir, and only
+        # the launching process may close it.
+        return {"_client": None, "_parent_run_id": None, "_experiment_id": None, "_sweep_dir": None}
 
     @property
-    def parent_run_id(self) -> Optional[str]:
+    def parent_run_id(self) -> str | None:
         return self._parent_run_id
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -126,10 +135,14 @@ class MLflowSweepCallback(Callback):
         try:
             self._start_parent(config, settings)
         except Exception as error:  # tracking must never stop a sweep
-            log.warning("Could not create the MLflow parent run for this sweep (%s: %s); the jobs will log "
-                        "runs that are not nested under one.", type(error).__name__, error)
+            log.warning(
+                "Could not create the MLflow parent run for this sweep (%s: %s); the jobs will log "
+                "runs that are not nested under one.",
+                type(error).__name__,
+                error,
+            )
 
-    def _start_parent(self, config: DictConfig, settings: Dict[str, Any]) -> None:
+    def _start_parent(self, config: DictConfig, settings: dict[str, Any]) -> None:
         from romp_hydra.tracking.mlflow_tracker import git_commit, open_experiment
 
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
@@ -151,8 +164,11 @@ class MLflowSweepCallback(Callback):
         }
         if sweep_params:
             tags["sweep.params"] = " ".join(f"{k}={v}" for k, v in sweep_params.items())
-        run = client.create_run(experiment_id, run_name=f"{task_name}-sweep-{sweep_dir.name}",
-                                tags={key: value[:8000] for key, value in tags.items()})
+        run = client.create_run(
+            experiment_id,
+            run_name=f"{task_name}-sweep-{sweep_dir.name}",
+            tags={key: truncate(value, MAX_TAG_VALUE_LENGTH) for key, value in tags.items()},
+        )
         self._client, self._experiment_id = client, experiment_id
         self._parent_run_id, self._sweep_dir = run.info.run_id, sweep_dir
         _write_atomically(sweep_dir / PARENT_RUN_ID_FILE, self._parent_run_id)
@@ -174,14 +190,11 @@ class MLflowSweepCallback(Callback):
         if run_id is None:
             return
         try:
-            job_return.return_value
-            error: Optional[BaseException] = None
-        except BaseException as raised:  # the job's exception, re-raised by JobReturn
-            error = raised
-        try:
-            mark_run_failed(settings["tracking_uri"], run_id, error)
+            mark_run_failed(settings["tracking_uri"], run_id, _job_exception(job_return))
         except Exception as failure:
-            log.warning("Could not mark MLflow run %s as FAILED (%s: %s)", run_id, type(failure).__name__, failure)
+            log.warning(
+                "Could not mark MLflow run %s as FAILED (%s: %s)", run_id, type(failure).__name__, failure
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._close_parent(aborted=False)
@@ -203,8 +216,14 @@ class MLflowSweepCallback(Callback):
             counts = Counter(child["status"] for child in children)
             all_failed = not children or counts.get("FAILED", 0) + counts.get("KILLED", 0) == len(children)
             status = "FAILED" if aborted or all_failed else "FINISHED"
-            summary = {"parent_run_id": parent_id, "aborted": aborted, "status": status,
-                       "num_jobs": len(children), "statuses": dict(counts), "jobs": children}
+            summary = {
+                "parent_run_id": parent_id,
+                "aborted": aborted,
+                "status": status,
+                "num_jobs": len(children),
+                "statuses": dict(counts),
+                "jobs": children,
+            }
             client.log_text(parent_id, json.dumps(summary, indent=2, default=str), SWEEP_SUMMARY_FILE)
             client.set_tag(parent_id, "sweep.num_jobs", str(len(children)))
             client.set_tag(parent_id, "sweep.num_failed", str(counts.get("FAILED", 0)))
@@ -213,28 +232,49 @@ class MLflowSweepCallback(Callback):
                 if path is not None and path.is_file():
                     client.log_artifact(parent_id, str(path))
             client.set_terminated(parent_id, status)
-            log.info("MLflow parent run %s closed as %s (%d jobs: %s)", parent_id, status, len(children),
-                     dict(counts))
+            log.info(
+                "MLflow parent run %s closed as %s (%d jobs: %s)",
+                parent_id,
+                status,
+                len(children),
+                dict(counts),
+            )
         except Exception as error:
-            log.warning("Could not close the MLflow parent run %s (%s: %s)", parent_id, type(error).__name__, error)
+            log.warning(
+                "Could not close the MLflow parent run %s (%s: %s)", parent_id, type(error).__name__, error
+            )
 
 
-def _child_runs(client, experiment_id: Optional[str], parent_id: str) -> List[Dict[str, Any]]:
+def _job_exception(job_return: JobReturn) -> BaseException | None:
+    """The exception a failed job raised (JobReturn re-raises it on access)."""
+    try:
+        job_return.return_value  # noqa: B018
+    except Exception as error:
+        return error
+    return None
+
+
+def _child_runs(client, experiment_id: str | None, parent_id: str) -> list[dict[str, Any]]:
     """Every run nested under `parent_id`, oldest first, as small dicts for the sweep summary."""
     children, page_token = [], None
     while True:
         page = client.search_runs(
-            [experiment_id], filter_string=f"tags.`{PARENT_RUN_ID_TAG}` = '{parent_id}'",
-            order_by=["attributes.start_time ASC"], max_results=1000, page_token=page_token,
+            [experiment_id],
+            filter_string=f"tags.`{PARENT_RUN_ID_TAG}` = '{parent_id}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=1000,
+            page_token=page_token,
         )
         for run in page:
-            children.append({
-                "run_id": run.info.run_id,
-                "run_name": run.info.run_name,
-                "status": run.info.status,
-                "job_num": run.data.tags.get("sweep.job_num"),
-                "metrics": dict(run.data.metrics),
-            })
+            children.append(
+                {
+                    "run_id": run.info.run_id,
+                    "run_name": run.info.run_name,
+                    "status": run.info.status,
+                    "job_num": run.data.tags.get("sweep.job_num"),
+                    "metrics": dict(run.data.metrics),
+                }
+            )
         page_token = page.token
         if not page_token:
             return children

@@ -1,13 +1,14 @@
 """MLflow tracking for the training loop: one run per training job, nested under its sweep's parent run.
 
-Design choices (see docs/architecture.md, "tracking"):
+Design choices:
 
 * The loop never waits for the store. Every call only queues work; one background thread writes it, batching
   metrics (MLflow's `log_batch`, at most 1000 per request) every `flush_every` metrics or `flush_interval_s`
   seconds, whichever comes first. A synchronous SQLite `log_batch` costs ~8 ms, a queued call microseconds.
-* A store that fails never stops training. On the first exception from MLflow the tracker logs ONE warning and
-  from then on writes metrics to `<run_dir>/metrics_fallback.jsonl` and params, tags and the artifacts it could
-  not upload to `<run_dir>/tracking_fallback.json` (pictures and texts under `<run_dir>/tracking_fallback/`).
+* A store that fails never stops training. On the first exception from MLflow the tracker logs ONE warning
+  and from then on writes metrics to `<run_dir>/metrics_fallback.jsonl`, and params, tags and the artifacts
+  it could not upload to `<run_dir>/tracking_fallback.json` (pictures and texts go to
+  `<run_dir>/tracking_fallback/`).
 * SQLite under parallel jobs: the first connection creates the schema, and two jobs starting together race on
   it ("duplicate column name") and on creating the experiment. Both are serialised with an `fcntl` lock file
   next to the database; transient "database is locked" errors are retried with backoff.
@@ -15,6 +16,7 @@ Design choices (see docs/architecture.md, "tracking"):
 * Resume re-attaches to the same run id. MLflow refuses to change a logged param, so a param whose value
   changed on resume is recorded as the tag `param_changed.<key>` instead.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -29,8 +31,11 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
@@ -81,15 +86,15 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{Path(project_root()) / 'mlflow.db'}"
 
 
-def sqlite_path(tracking_uri: str) -> Optional[Path]:
+def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a sqlite:/// URI (None for other stores and in-memory SQLite)."""
     if not tracking_uri.startswith("sqlite:///"):
         return None
-    path = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+    path = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
 
 
-def normalize_tracking_uri(tracking_uri: Optional[str]) -> str:
+def normalize_tracking_uri(tracking_uri: str | None) -> str:
     """The URI to use: the default store when unset, and a relative SQLite path made absolute."""
     if not tracking_uri:
         return default_tracking_uri()
@@ -128,7 +133,23 @@ def retry_transient(call: Callable[[], T], attempts: int = 6, first_delay_s: flo
     raise AssertionError("unreachable")
 
 
-def open_experiment(tracking_uri: Optional[str], experiment_name: str) -> Tuple[MlflowClient, str]:
+def check_server_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds when an http(s) tracking server is down: MLflow's own client retries a refused
+    connection with backoff for minutes before it gives up."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return  # something answered (auth, proxy, no /health route): let MLflow talk to it
+    except (urllib.error.URLError, OSError) as error:
+        raise ConnectionError(
+            f"MLflow server {tracking_uri} is not reachable ({error}); start it (`mlflow server ...`) or set "
+            "logger.tracking_uri=sqlite:///<absolute path>/mlflow.db"
+        ) from error
+
+
+def open_experiment(tracking_uri: str | None, experiment_name: str) -> tuple[MlflowClient, str]:
     """A client for the store and the id of `experiment_name` (created if missing).
 
     The first use of a SQLite store creates its schema; with parallel jobs that and the experiment creation
@@ -136,6 +157,7 @@ def open_experiment(tracking_uri: Optional[str], experiment_name: str) -> Tuple[
     (<db dir>/mlartifacts/<experiment>), not under the current directory as MLflow's default would.
     """
     uri = normalize_tracking_uri(tracking_uri)
+    check_server_reachable(uri)
     with store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
         experiment = retry_transient(lambda: client.get_experiment_by_name(experiment_name))
@@ -143,13 +165,15 @@ def open_experiment(tracking_uri: Optional[str], experiment_name: str) -> Tuple[
             db_path = sqlite_path(uri)
             location = None
             if db_path is not None:
-                location = (db_path.parent / "mlartifacts" / sanitize_key(experiment_name).replace("/", "_")).as_uri()
+                location = (
+                    db_path.parent / "mlartifacts" / sanitize_key(experiment_name).replace("/", "_")
+                ).as_uri()
             try:
                 experiment_id = retry_transient(lambda: client.create_experiment(experiment_name, location))
-            except MlflowException as error:  # created meanwhile by a job on another host (HTTP store)
+            except MlflowException:  # created meanwhile by a job on another host (HTTP store)
                 experiment = client.get_experiment_by_name(experiment_name)
                 if experiment is None:
-                    raise error
+                    raise
                 experiment_id = experiment.experiment_id
         elif experiment.lifecycle_stage == "deleted":
             raise MlflowException(
@@ -162,7 +186,7 @@ def open_experiment(tracking_uri: Optional[str], experiment_name: str) -> Tuple[
     return client, experiment_id
 
 
-def read_run_id(run_dir: str | Path) -> Optional[str]:
+def read_run_id(run_dir: str | Path) -> str | None:
     """The MLflow run id stored in a run directory by `MLflowTracker.start`, or None."""
     try:
         return (Path(run_dir) / RUN_ID_FILE).read_text().strip() or None
@@ -170,8 +194,8 @@ def read_run_id(run_dir: str | Path) -> Optional[str]:
         return None
 
 
-def mark_run_failed(tracking_uri: Optional[str], run_id: str, error: Optional[BaseException] = None) -> bool:
-    """Terminate `run_id` as FAILED if it is still RUNNING; returns whether it did. Used after a crashed job."""
+def mark_run_failed(tracking_uri: str | None, run_id: str, error: BaseException | None = None) -> bool:
+    """Terminate `run_id` as FAILED if it is still RUNNING; returns whether it did (after a crashed job)."""
     client = MlflowClient(tracking_uri=normalize_tracking_uri(tracking_uri))
     run = retry_transient(lambda: client.get_run(run_id))
     if run.info.status != "RUNNING":
@@ -182,12 +206,17 @@ def mark_run_failed(tracking_uri: Optional[str], run_id: str, error: Optional[Ba
     return True
 
 
-def git_commit(root: Optional[str | Path] = None) -> str:
+def git_commit(root: str | Path | None = None) -> str:
     """HEAD of the git checkout at `root` (default: this package's checkout), or 'unknown'."""
     root = Path(root) if root else Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     commit = out.stdout.strip()
@@ -197,7 +226,7 @@ def git_commit(root: Optional[str | Path] = None) -> str:
 # ----------------------------------------------------------------------------------------------- run content
 
 
-def config_params(cfg: DictConfig) -> Dict[str, str]:
+def config_params(cfg: DictConfig) -> dict[str, str]:
     """The flattened resolved config plus the mixture weights actually used, as `mixture.<member>`.
 
     The raw weights are part of the config (`sampling.weights.<member>`); the normalised ones are what the
@@ -214,11 +243,13 @@ def config_params(cfg: DictConfig) -> Dict[str, str]:
         except (KeyError, ZeroDivisionError, TypeError) as error:  # validate_config reports these properly
             log.debug("mixture weights not logged: %s", error)
         else:
-            params.update({sanitize_key(f"mixture.{name}"): format_value(float(w)) for name, w in weights.items()})
+            params.update(
+                {sanitize_key(f"mixture.{name}"): format_value(float(w)) for name, w in weights.items()}
+            )
     return params
 
 
-def run_tags(cfg: DictConfig, run_dir: Path, hydra_cfg: Optional[DictConfig]) -> Dict[str, str]:
+def run_tags(cfg: DictConfig, run_dir: Path, hydra_cfg: DictConfig | None) -> dict[str, str]:
     """Tags that say where a run comes from: code, machine, body model, mixture, overrides, sweep."""
     members = list(OmegaConf.select(cfg, "dataset.members", default=None) or [])
     user_tags = OmegaConf.select(cfg, "tags", default=None) or []
@@ -242,7 +273,7 @@ def run_tags(cfg: DictConfig, run_dir: Path, hydra_cfg: Optional[DictConfig]) ->
     return {key: truncate(value, MAX_TAG_VALUE_LENGTH) for key, value in tags.items() if value != ""}
 
 
-def default_run_name(cfg: DictConfig, hydra_cfg: Optional[DictConfig]) -> str:
+def default_run_name(cfg: DictConfig, hydra_cfg: DictConfig | None) -> str:
     task_name = str(OmegaConf.select(cfg, "task_name", default="train"))
     overrides = OmegaConf.select(hydra_cfg, "overrides.task", default=[]) if hydra_cfg is not None else []
     return build_run_name(task_name, [str(o) for o in overrides or []])
@@ -250,9 +281,13 @@ def default_run_name(cfg: DictConfig, hydra_cfg: Optional[DictConfig]) -> str:
 
 def check_image(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        described = (f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}").strip()
-        raise ValueError(f"log_image needs an H x W x 3 uint8 RGB array, got {described}; convert with "
-                         "np.clip(x, 0, 255).astype(np.uint8) and move channels last")
+        described = (
+            f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
+        ).strip()
+        raise ValueError(
+            f"log_image needs an H x W x 3 uint8 RGB array, got {described}; convert with "
+            "np.clip(x, 0, 255).astype(np.uint8) and move channels last"
+        )
     return image
 
 
@@ -275,25 +310,25 @@ class _StoreWriter:
     def __init__(self, client: MlflowClient, run_id: str, scratch_dir: Path) -> None:
         self.client, self.run_id, self.scratch_dir = client, run_id, scratch_dir
 
-    def metrics(self, entries: List[Tuple[str, float, int, int]]) -> None:
+    def metrics(self, entries: list[tuple[str, float, int, int]]) -> None:
         for chunk in chunked(entries, MAX_METRICS_PER_BATCH):
             batch = [Metric(key, value, timestamp, step) for key, value, timestamp, step in chunk]
-            retry_transient(lambda: self.client.log_batch(self.run_id, metrics=batch))
+            retry_transient(lambda batch=batch: self.client.log_batch(self.run_id, metrics=batch))
 
-    def params(self, params: Dict[str, str]) -> None:
+    def params(self, params: dict[str, str]) -> None:
         for chunk in chunked(list(params.items()), MAX_PARAMS_PER_BATCH):
             batch = [Param(key, value) for key, value in chunk]
-            retry_transient(lambda: self.client.log_batch(self.run_id, params=batch))
+            retry_transient(lambda batch=batch: self.client.log_batch(self.run_id, params=batch))
 
-    def tags(self, tags: Dict[str, str]) -> None:
+    def tags(self, tags: dict[str, str]) -> None:
         for chunk in chunked(list(tags.items()), MAX_PARAMS_PER_BATCH):
             batch = [RunTag(key, value) for key, value in chunk]
-            retry_transient(lambda: self.client.log_batch(self.run_id, tags=batch))
+            retry_transient(lambda batch=batch: self.client.log_batch(self.run_id, tags=batch))
 
     def text(self, text: str, artifact_file: str) -> None:
         retry_transient(lambda: self.client.log_text(self.run_id, text, artifact_file))
 
-    def artifact(self, path: Path, artifact_path: Optional[str]) -> None:
+    def artifact(self, path: Path, artifact_path: str | None) -> None:
         if path.is_dir():
             retry_transient(lambda: self.client.log_artifacts(self.run_id, str(path), artifact_path))
         else:
@@ -315,7 +350,7 @@ class _StoreWriter:
 class _FallbackWriter:
     """Local record of everything the store did not take, for inspection or a later manual import."""
 
-    def __init__(self, run_dir: Path, state: Dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, state: dict[str, Any]) -> None:
         self.run_dir = run_dir
         self.metrics_path = run_dir / METRICS_FALLBACK_FILE
         self.state_path = run_dir / FALLBACK_STATE_FILE
@@ -323,17 +358,19 @@ class _FallbackWriter:
         self.state = {"params": {}, "tags": {}, "artifacts_not_uploaded": [], "status": "RUNNING", **state}
         self._save_state()
 
-    def metrics(self, entries: List[Tuple[str, float, int, int]]) -> None:
-        lines = [json.dumps({"key": key, "value": value, "step": step, "timestamp": timestamp})
-                 for key, value, timestamp, step in entries]
+    def metrics(self, entries: list[tuple[str, float, int, int]]) -> None:
+        lines = [
+            json.dumps({"key": key, "value": value, "step": step, "timestamp": timestamp})
+            for key, value, timestamp, step in entries
+        ]
         with open(self.metrics_path, "a") as handle:
             handle.write("\n".join(lines) + "\n")
 
-    def params(self, params: Dict[str, str]) -> None:
+    def params(self, params: dict[str, str]) -> None:
         self.state["params"].update(params)
         self._save_state()
 
-    def tags(self, tags: Dict[str, str]) -> None:
+    def tags(self, tags: dict[str, str]) -> None:
         self.state["tags"].update(tags)
         self._save_state()
 
@@ -342,7 +379,7 @@ class _FallbackWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
 
-    def artifact(self, path: Path, artifact_path: Optional[str]) -> None:
+    def artifact(self, path: Path, artifact_path: str | None) -> None:
         self.state["artifacts_not_uploaded"].append({"path": str(path), "artifact_path": artifact_path})
         self._save_state()
 
@@ -367,7 +404,7 @@ class MLflowTracker(FinishOnExit):
     """Tracks one training run in MLflow without ever blocking or crashing the training loop.
 
     Args:
-        tracking_uri: MLflow store; None = sqlite:///<project root>/mlflow.db. http(s):// servers work the same.
+        tracking_uri: MLflow store; None = sqlite:///<project root>/mlflow.db; http(s):// servers work too.
         experiment_name: created on first use.
         run_name: explicit name; None = task_name plus the job's key overrides (`build_run_name`).
         flush_every: metrics buffered before a write (MLflow takes at most 1000 per request).
@@ -376,33 +413,36 @@ class MLflowTracker(FinishOnExit):
 
     def __init__(
         self,
-        tracking_uri: Optional[str] = None,
+        tracking_uri: str | None = None,
         experiment_name: str = "romp_hydra",
-        run_name: Optional[str] = None,
+        run_name: str | None = None,
         flush_every: int = MAX_METRICS_PER_BATCH,
         flush_interval_s: float = 5.0,
     ) -> None:
         if flush_every < 1 or flush_interval_s <= 0:
-            raise ValueError(f"flush_every must be >= 1 and flush_interval_s > 0, got {flush_every}, "
-                             f"{flush_interval_s}")
+            raise ValueError(
+                f"flush_every must be >= 1 and flush_interval_s > 0, got {flush_every}, {flush_interval_s}"
+            )
         self.tracking_uri = normalize_tracking_uri(tracking_uri)
         self.experiment_name = experiment_name
         self.run_name = run_name
         self.flush_every = min(flush_every, MAX_METRICS_PER_BATCH)
         self.flush_interval_s = flush_interval_s
-        self.run_id: Optional[str] = None
-        self.run_dir: Optional[Path] = None
-        self._writer: Optional[_StoreWriter] = None
-        self._fallback: Optional[_FallbackWriter] = None
+        self.run_id: str | None = None
+        self.run_dir: Path | None = None
+        self._writer: _StoreWriter | None = None
+        self._fallback: _FallbackWriter | None = None
         self._fallback_lock = threading.Lock()
-        self._queue: "queue.Queue[tuple]" = queue.Queue()
-        self._worker: Optional[threading.Thread] = None
-        self._scratch_dir: Optional[Path] = None
-        self._logged_params: Dict[str, str] = {}  # caller thread: what the run holds (decides what to send)
-        self._written_params: Dict[str, str] = {}  # worker thread: what reached the store (seeds the fallback)
-        self._written_tags: Dict[str, str] = {}
-        self._latest_metrics: Dict[str, Dict[str, float]] = {}
-        self._metric_keys: Dict[str, str] = {}
+        self._queue: queue.Queue[tuple] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._scratch_dir: Path | None = None
+        self._logged_params: dict[str, str] = {}  # caller thread: what the run holds (decides what to send)
+        self._written_params: dict[
+            str, str
+        ] = {}  # worker thread: what reached the store (seeds the fallback)
+        self._written_tags: dict[str, str] = {}
+        self._latest_metrics: dict[str, dict[str, float]] = {}
+        self._metric_keys: dict[str, str] = {}
         self._owner_pid = os.getpid()
         self._finished = False
         self._warned_after_finish = False
@@ -415,8 +455,16 @@ class MLflowTracker(FinishOnExit):
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
-    def start(self, cfg: DictConfig, run_dir: str | Path, resume_run_id: Optional[str] = None) -> Optional[str]:
+    def start(
+        self,
+        cfg: DictConfig,
+        run_dir: str | Path,
+        resume_run_id: str | None = None,
+        hydra_cfg: DictConfig | None = None,
+    ) -> str | None:
         """Create the run (or re-attach to `resume_run_id`) and log config, tags and Hydra files.
+
+        `hydra_cfg`: the job's `hydra` node, default `HydraConfig.get()` (None outside a Hydra job).
 
         Returns the run id (store down at start: `resume_run_id`, i.e. None for a new run). The id is also
         written to `<run_dir>/mlflow_run_id`, where `read_run_id` and the Hydra job callback find it.
@@ -426,7 +474,7 @@ class MLflowTracker(FinishOnExit):
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._scratch_dir = Path(tempfile.mkdtemp(prefix="romp_tracking_"))
-        hydra_cfg = current_hydra_config()
+        hydra_cfg = current_hydra_config() if hydra_cfg is None else hydra_cfg
         tags = run_tags(cfg, self.run_dir, hydra_cfg)
         resume_count = 0
         try:
@@ -475,7 +523,7 @@ class MLflowTracker(FinishOnExit):
         retry_transient(lambda: client.update_run(run_id, status="RUNNING"))
         return run
 
-    def _run_id_dirs(self, hydra_cfg: Optional[DictConfig]) -> List[Path]:
+    def _run_id_dirs(self, hydra_cfg: DictConfig | None) -> list[Path]:
         """The run dir, plus the Hydra job's output dir when it differs (a resumed run keeps its old run dir,
         but the job-failure callback looks in the job's own dir)."""
         dirs = [self.run_dir]
@@ -484,22 +532,27 @@ class MLflowTracker(FinishOnExit):
             dirs.append(Path(str(output_dir)).resolve())
         return dirs
 
-    def _log_config_files(self, cfg: DictConfig, hydra_cfg: Optional[DictConfig], resume_count: int) -> None:
+    def _log_config_files(self, cfg: DictConfig, hydra_cfg: DictConfig | None, resume_count: int) -> None:
         """config.yaml (resolved where possible) and the job's .hydra/ folder; a resumed job's copies go under
         resume_<n>/ so that the original ones stay."""
+        job_cfg = OmegaConf.masked_copy(
+            cfg, [key for key in cfg if key != "hydra"]
+        )  # .hydra/ holds that part
         try:
-            text = OmegaConf.to_yaml(cfg, resolve=True)
+            text = OmegaConf.to_yaml(job_cfg, resolve=True)
         except Exception:  # e.g. ${hydra:...} outside a Hydra job: keep the interpolations
-            text = OmegaConf.to_yaml(cfg)
+            text = OmegaConf.to_yaml(job_cfg)
         prefix = f"resume_{resume_count}/" if resume_count else ""
         self._submit("text", text, f"{prefix}config.yaml")
         hydra_dir = self._hydra_output_dir(hydra_cfg)
         if hydra_dir is not None:
             self._submit("artifact", hydra_dir, f"{prefix}hydra")
 
-    def _hydra_output_dir(self, hydra_cfg: Optional[DictConfig]) -> Optional[Path]:
+    def _hydra_output_dir(self, hydra_cfg: DictConfig | None) -> Path | None:
         subdir = OmegaConf.select(hydra_cfg, "output_subdir", default=None) if hydra_cfg is not None else None
-        output_dir = OmegaConf.select(hydra_cfg, "runtime.output_dir", default=None) if hydra_cfg is not None else None
+        output_dir = (
+            OmegaConf.select(hydra_cfg, "runtime.output_dir", default=None) if hydra_cfg is not None else None
+        )
         candidates = [Path(str(output_dir)) / str(subdir)] if output_dir and subdir else []
         candidates.append(self.run_dir / ".hydra")
         return next((path for path in candidates if path.is_dir()), None)
@@ -518,7 +571,9 @@ class MLflowTracker(FinishOnExit):
         done = threading.Event()
         self._queue.put(("stop", done))
         if not done.wait(timeout=60.0):
-            log.warning("MLflow tracker: the store did not take the last writes within 60 s; giving up on them")
+            log.warning(
+                "MLflow tracker: the store did not take the last writes within 60 s; giving up on them"
+            )
         if self._scratch_dir is not None:
             shutil.rmtree(self._scratch_dir, ignore_errors=True)
 
@@ -547,7 +602,9 @@ class MLflowTracker(FinishOnExit):
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         timestamp = int(time.time() * 1000)
-        entries = [(self._metric_key(key), float(value), timestamp, int(step)) for key, value in metrics.items()]
+        entries = [
+            (self._metric_key(key), float(value), timestamp, int(step)) for key, value in metrics.items()
+        ]
         self._submit("metrics", entries)
 
     def log_image(self, image: np.ndarray, name: str, step: int) -> None:
@@ -556,7 +613,7 @@ class MLflowTracker(FinishOnExit):
         folder = sanitize_key(name).replace(":", "_").strip("/") or "image"
         self._submit("image", np.array(image, copy=True), f"{PICTURES_DIR}/{folder}/step_{int(step):06d}.png")
 
-    def log_artifact(self, path: str | Path, artifact_path: Optional[str] = None) -> None:
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Upload a file or folder in the background: keep it in place until `flush()` or `finish()`."""
         path = Path(path)
         if not path.exists():
@@ -564,11 +621,13 @@ class MLflowTracker(FinishOnExit):
         self._submit("artifact", path.resolve(), artifact_path)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        formatted = {sanitize_key(key): truncate(format_value(value), MAX_TAG_VALUE_LENGTH)
-                     for key, value in tags.items()}
+        formatted = {
+            sanitize_key(key): truncate(format_value(value), MAX_TAG_VALUE_LENGTH)
+            for key, value in tags.items()
+        }
         self._submit("tags", formatted)
 
-    def flush(self, timeout_s: Optional[float] = None) -> None:
+    def flush(self, timeout_s: float | None = None) -> None:
         """Block until everything queued so far is written (to the store, or to the fallback)."""
         if self._worker is None or self._finished:
             return
@@ -596,8 +655,8 @@ class MLflowTracker(FinishOnExit):
 
     def _work(self) -> None:
         """Background writer: batches metrics, keeps every other operation in call order."""
-        pending: List[Tuple[str, float, int, int]] = []
-        deadline: Optional[float] = None
+        pending: list[tuple[str, float, int, int]] = []
+        deadline: float | None = None
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
@@ -651,8 +710,9 @@ class MLflowTracker(FinishOnExit):
         except Exception as error:  # disk full or run dir gone: nothing left to do but say so once
             if not self._warned_fallback_failure:
                 self._warned_fallback_failure = True
-                log.warning("MLflow tracker fallback could not write %s (%s: %s)", kind, type(error).__name__,
-                            error)
+                log.warning(
+                    "MLflow tracker fallback could not write %s (%s: %s)", kind, type(error).__name__, error
+                )
 
     def _switch_to_fallback(self, error: BaseException) -> None:
         with self._fallback_lock:
@@ -668,6 +728,9 @@ class MLflowTracker(FinishOnExit):
             }
             self._fallback = _FallbackWriter(self.run_dir, state)
         log.warning(
-            "MLflow tracking failed (%s: %s). Training continues; metrics now go to %s and params/tags to %s.",
-            type(error).__name__, error, self._fallback.metrics_path, self._fallback.state_path,
+            "MLflow tracking failed (%s: %s). Training continues; metrics now go to %s, params/tags to %s.",
+            type(error).__name__,
+            error,
+            self._fallback.metrics_path,
+            self._fallback.state_path,
         )

@@ -3,13 +3,15 @@
 Pure functions (no MLflow import) so that names and parameter values can be computed, tested and shown
 without a store. The limits mirror `mlflow/utils/validation.py`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import math
 import posixpath
 import re
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple, TypeVar
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -37,8 +39,8 @@ T = TypeVar("T")
 def format_value(value: Any) -> str:
     """One config value as a param string.
 
-    Floats keep 6 significant digits (MLflow would store the repr, e.g. 0.30000000000000004); booleans and None
-    are written as Hydra reads them (true/false/null) so that a value can be pasted back into an override.
+    Floats keep 6 significant digits (MLflow would store the repr, e.g. 0.30000000000000004); booleans and
+    None are written as Hydra reads them (true/false/null), so a value can be pasted back into an override.
     """
     if value is None:
         return "null"
@@ -79,13 +81,15 @@ def sanitize_key(key: str, limit: int = MAX_KEY_LENGTH) -> str:
     return f"{key[: limit - 9]}-{digest}"
 
 
-def flatten_config(cfg: Mapping[str, Any] | DictConfig, exclude: Iterable[str] = ("hydra",)) -> Dict[str, str]:
+def flatten_config(
+    cfg: Mapping[str, Any] | DictConfig, exclude: Iterable[str] = ("hydra",)
+) -> dict[str, str]:
     """Dotted-key params of a config, resolved where possible, as MLflow-ready strings.
 
     Lists become one value ("[a,b]"); an interpolation that cannot be resolved in this context (e.g.
     `${hydra:...}` outside a Hydra job) is kept as written; a mandatory value that was never set reads "???".
     """
-    flat: Dict[str, str] = {}
+    flat: dict[str, str] = {}
     excluded = set(exclude)
     for key, value in _items(cfg):
         if str(key) in excluded:
@@ -94,14 +98,14 @@ def flatten_config(cfg: Mapping[str, Any] | DictConfig, exclude: Iterable[str] =
     return {sanitize_key(key): truncate(value, MAX_PARAM_VALUE_LENGTH) for key, value in flat.items()}
 
 
-def _items(node: Mapping[str, Any] | DictConfig) -> Iterator[Tuple[Any, Any]]:
+def _items(node: Mapping[str, Any] | DictConfig) -> Iterator[tuple[Any, Any]]:
     """(key, value) pairs of a mapping; for a DictConfig each value is resolved on its own so that one bad
     interpolation does not hide every other value."""
     if not isinstance(node, DictConfig):
         yield from node.items()
         return
-    raw: Dict[Any, Any] | None = None
-    for key in node.keys():
+    raw: dict[Any, Any] | None = None
+    for key in node:
         try:
             value = node[key]
         except MissingMandatoryValue:
@@ -113,7 +117,7 @@ def _items(node: Mapping[str, Any] | DictConfig) -> Iterator[Tuple[Any, Any]]:
         yield key, value
 
 
-def _flatten_into(flat: Dict[str, str], prefix: str, value: Any) -> None:
+def _flatten_into(flat: dict[str, str], prefix: str, value: Any) -> None:
     if isinstance(value, (Mapping, DictConfig)):
         if len(value) == 0:
             flat[prefix] = "{}"
@@ -128,7 +132,7 @@ def _flatten_into(flat: Dict[str, str], prefix: str, value: Any) -> None:
         flat[prefix] = format_value(value)
 
 
-def chunked(items: Sequence[T], size: int) -> Iterator[List[T]]:
+def chunked(items: Sequence[T], size: int) -> Iterator[list[T]]:
     """Consecutive slices of at most `size` items (MLflow caps params and tags per request at 100)."""
     if size < 1:
         raise ValueError(f"chunk size must be at least 1, got {size}")
@@ -136,13 +140,13 @@ def chunked(items: Sequence[T], size: int) -> Iterator[List[T]]:
         yield list(items[start : start + size])
 
 
-def key_overrides(overrides: Iterable[str]) -> List[Tuple[str, str]]:
+def key_overrides(overrides: Iterable[str]) -> list[tuple[str, str]]:
     """(key, value) of the overrides that define an experiment, sorted by key.
 
     Drops deletions (~key), paths/hydra/logger/resume overrides, and the +/++ prefixes. Group overrides
     (`dataset=v1_mix`, `hydra/launcher=joblib`) are kept or dropped by their first path element.
     """
-    pairs: Dict[str, str] = {}
+    pairs: dict[str, str] = {}
     for override in overrides:
         override = str(override).strip()
         if not override or override.startswith("~") or "=" not in override:
@@ -156,7 +160,9 @@ def key_overrides(overrides: Iterable[str]) -> List[Tuple[str, str]]:
     return sorted(pairs.items())
 
 
-def build_run_name(task_name: str, overrides: Iterable[str] = (), max_length: int = MAX_RUN_NAME_LENGTH) -> str:
+def build_run_name(
+    task_name: str, overrides: Iterable[str] = (), max_length: int = MAX_RUN_NAME_LENGTH
+) -> str:
     """A readable, deterministic run name: the task plus the experiment-defining overrides.
 
     Keys are shortened to their shortest unique dotted suffix (`sampling.weights.coco=0.2` -> `coco=0.2`).
@@ -166,7 +172,7 @@ def build_run_name(task_name: str, overrides: Iterable[str] = (), max_length: in
     """
     pairs = key_overrides(overrides)
     short_keys = _shortest_unique_suffixes([key for key, _ in pairs])
-    parts = [f"{short}={value}" for short, (_, value) in zip(short_keys, pairs)]
+    parts = [f"{short}={value}" for short, (_, value) in zip(short_keys, pairs, strict=True)]
     name = task_name if not parts else f"{task_name}-{','.join(parts)}"
     name = _INVALID_RUN_NAME_CHARS.sub("_", name).strip("_") or "run"
     if len(name) <= max_length:
@@ -175,7 +181,7 @@ def build_run_name(task_name: str, overrides: Iterable[str] = (), max_length: in
     return f"{name[: max_length - 9]}-{digest}"
 
 
-def _shortest_unique_suffixes(keys: Sequence[str]) -> List[str]:
+def _shortest_unique_suffixes(keys: Sequence[str]) -> list[str]:
     """For each dotted key, the shortest tail of its path that no other key in `keys` ends with."""
     split = [key.split(".") for key in keys]
     shortened = []

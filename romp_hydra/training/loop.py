@@ -53,6 +53,7 @@ class LoopSettings:
     top_k: int
     val_metric: Optional[str] = None
     val_mode: str = "min"
+    val_at_start: bool = False
 
 
 @dataclass
@@ -193,6 +194,8 @@ class Trainer:
         window = {"loss": 0.0, "count": 0, "samples": 0, "start": time.perf_counter(), "terms": {}}
         stopped = False
         try:
+            if self.validate is not None and s.val_at_start and self.state.step == 0:
+                self._run_validation()
             self.net.train()
             while self.state.epoch < s.epochs and not stopped:
                 sampler.set_epoch(self.state.epoch)

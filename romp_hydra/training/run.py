@@ -123,6 +123,7 @@ def train(cfg: DictConfig) -> Optional[float]:
         match_mode=cfg.model.get("matching", "nearest_peak"), center_threshold=float(cfg.model.get("center_threshold", 0.2)),
         top_k=int(cfg.model.get("max_detections", 64)),
         val_metric=cfg.val.metric if cfg.get("val") else None, val_mode=cfg.val.mode if cfg.get("val") else "min",
+        val_at_start=bool(cfg.trainer.val_at_start),
     )
     trainer = Trainer(net, predictor, criterion, optimizer, scheduler, loader, device, settings, run_dir, tracker, dist,
                       validate=validator, draw_train=pictures.draw_train,

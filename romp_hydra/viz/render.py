@@ -161,13 +161,16 @@ def rasterize(
     if len(faces) == 0:
         return face_index.reshape(height, width), depth_buffer.reshape(height, width)
 
-    # Per-corner columns (F,) rather than (F, 3) reductions: numpy is slow at reducing tiny rows.
-    x0, x1, x2 = (screen_verts[faces[:, k], 0] for k in range(3))
-    y0, y1, y2 = (screen_verts[faces[:, k], 1] for k in range(3))
+    # Per-corner columns (F,) rather than (F, 3) arrays: numpy is slow at reducing and gathering tiny rows.
+    xs, ys, zs = (np.ascontiguousarray(column) for column in screen_verts.T)
+    corner_ids = np.ascontiguousarray(faces.T)
+    x0, x1, x2 = xs[corner_ids]
+    y0, y1, y2 = ys[corner_ids]
     # Twice the signed area; < 0 means counter-clockwise as seen on a y-down screen.
     area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    finite = np.isfinite(screen_verts[:, 0]) & np.isfinite(screen_verts[:, 1]) & np.isfinite(screen_verts[:, 2])
-    keep = finite[faces[:, 0]] & finite[faces[:, 1]] & finite[faces[:, 2]] & (np.abs(area) > 1e-12)
+    finite = np.isfinite(xs) & np.isfinite(ys) & np.isfinite(zs)
+    finite_0, finite_1, finite_2 = finite[corner_ids]
+    keep = finite_0 & finite_1 & finite_2 & (np.abs(area) > 1e-12)
     if cull_backfaces:
         keep &= area < 0
 
@@ -188,9 +191,7 @@ def rasterize(
     # Barycentric coordinates and depth are affine in (px, py): b_k = a_k * px + c_k * py + d_k.
     inv_area = 1.0 / area[drawn]
     corners = faces[drawn]
-    xd = screen_verts[corners, 0]
-    yd = screen_verts[corners, 1]
-    zd = screen_verts[corners, 2]
+    xd, yd, zd = xs[corners], ys[corners], zs[corners]
     bary_coef = np.empty((len(drawn), 3, 3))
     for k in range(3):
         i, j = (k + 1) % 3, (k + 2) % 3  # b_k is the edge function of the opposite edge (i -> j)

@@ -1,9 +1,10 @@
 """Fixtures for the tracking tests: a tiny config, a fresh SQLite store per test, and a fake Hydra job."""
+
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 import pytest
 from hydra.conf import HydraConf
@@ -14,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 @pytest.fixture(autouse=True)
 def no_hydra_job():
-    """Each test starts outside a Hydra job (other test files leave HydraConfig set) and leaves none behind."""
+    """Each test starts outside a Hydra job (other tests leave HydraConfig set) and leaves none behind."""
     HydraConfig.instance().cfg = None
     yield
     HydraConfig.instance().cfg = None
@@ -41,25 +42,43 @@ def tracking_uri(tmp_path: Path, empty_store_template: Path) -> str:
 @pytest.fixture
 def tiny_cfg(tracking_uri: str) -> DictConfig:
     """A two-member mixture with weights 1:3 (normalised 0.25 / 0.75) and the keys the tracker reads."""
-    return OmegaConf.create({
-        "task_name": "train",
-        "seed": 0,
-        "tags": ["smoke"],
-        "paths": {"root_dir": str(Path(__file__).resolve().parents[2]), "output_dir": "${hydra:runtime.output_dir}"},
-        "dataset": {"name": "pair", "members": {"coco": {"_target_": "a.Coco"}, "h36m": {"_target_": "a.H36M"}}},
-        "sampling": {"name": "pair", "weights": {"coco": 0.1, "h36m": 0.3}, "normalize": True},
-        "body_model": {"kind": "standin"},
-        "optim": {"lr": 1e-4, "milestones": [60, 80]},
-        "logger": {"kind": "mlflow", "tracking_uri": tracking_uri, "experiment_name": "tests", "run_name": None},
-    })
+    return OmegaConf.create(
+        {
+            "task_name": "train",
+            "seed": 0,
+            "tags": ["smoke"],
+            "paths": {
+                "root_dir": str(Path(__file__).resolve().parents[2]),
+                "output_dir": "${hydra:runtime.output_dir}",
+            },
+            "dataset": {
+                "name": "pair",
+                "members": {"coco": {"_target_": "a.Coco"}, "h36m": {"_target_": "a.H36M"}},
+            },
+            "sampling": {"name": "pair", "weights": {"coco": 0.1, "h36m": 0.3}, "normalize": True},
+            "body_model": {"kind": "standin"},
+            "optim": {"lr": 1e-4, "milestones": [60, 80]},
+            "logger": {
+                "kind": "mlflow",
+                "tracking_uri": tracking_uri,
+                "experiment_name": "tests",
+                "run_name": None,
+            },
+        }
+    )
 
 
 @pytest.fixture
 def hydra_job() -> Callable[..., DictConfig]:
-    """hydra_job(mode, overrides, sweep_dir, job_num, output_dir) makes HydraConfig.get() return such a job."""
+    """hydra_job(mode, overrides, sweep_dir, job_num, output_dir): HydraConfig.get() returns that job."""
 
-    def _set(mode: str = "RUN", overrides: Iterable[str] = (), sweep_dir: Optional[Path] = None,
-             job_num: Optional[int] = None, output_dir: Optional[Path] = None) -> DictConfig:
+    def _set(
+        mode: str = "RUN",
+        overrides: Iterable[str] = (),
+        sweep_dir: Path | None = None,
+        job_num: int | None = None,
+        output_dir: Path | None = None,
+    ) -> DictConfig:
         cfg = OmegaConf.create({"hydra": OmegaConf.structured(HydraConf)})
         cfg.hydra.mode = RunMode[mode]
         cfg.hydra.overrides.task = list(overrides)

@@ -1,4 +1,5 @@
 """Sweep parent runs: the Hydra callback creates one, jobs find it through the sweep dir and nest under it."""
+
 from __future__ import annotations
 
 import json
@@ -21,23 +22,32 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def sweep_config(tracking_uri: str, sweep_dir: Path, kind: str = "mlflow"):
     """What on_multirun_start receives: the composed config with its hydra node."""
-    return OmegaConf.create({
-        "task_name": "train",
-        "logger": {"kind": kind, "tracking_uri": tracking_uri, "experiment_name": "tests"},
-        "hydra": {
-            "sweep": {"dir": str(sweep_dir)},
-            "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
-                        "params": {"sampling.weights.coco": "0.2,0.5"}},
-            "launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"},
-            "overrides": {"task": ["sampling.weights.coco=0.2,0.5"]},
-        },
-    })
+    return OmegaConf.create(
+        {
+            "task_name": "train",
+            "logger": {"kind": kind, "tracking_uri": tracking_uri, "experiment_name": "tests"},
+            "hydra": {
+                "sweep": {"dir": str(sweep_dir)},
+                "sweeper": {
+                    "_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                    "params": {"sampling.weights.coco": "0.2,0.5"},
+                },
+                "launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"},
+                "overrides": {"task": ["sampling.weights.coco=0.2,0.5"]},
+            },
+        }
+    )
 
 
 def run_job(tiny_cfg, hydra_job, sweep_dir: Path, num: int, weight: float, status: str) -> MLflowTracker:
     """One sweep job as the training loop runs it; status RUNNING leaves the run open like a crashed loop."""
-    hydra_job("MULTIRUN", [f"sampling.weights.coco={weight}"], sweep_dir=sweep_dir, job_num=num,
-              output_dir=sweep_dir / str(num))
+    hydra_job(
+        "MULTIRUN",
+        [f"sampling.weights.coco={weight}"],
+        sweep_dir=sweep_dir,
+        job_num=num,
+        output_dir=sweep_dir / str(num),
+    )
     (sweep_dir / str(num)).mkdir(parents=True, exist_ok=True)
     tracker = MLflowTracker(tiny_cfg.logger.tracking_uri, "tests")
     tracker.start(tiny_cfg, sweep_dir / str(num))
@@ -63,8 +73,12 @@ def test_parent_run_with_two_nested_children(tiny_cfg, tracking_uri, tmp_path, h
     crashed_tracker = run_job(tiny_cfg, hydra_job, sweep_dir, 1, 0.5, "RUNNING")  # died before finish()
     crashed = crashed_tracker.run_id
 
-    job_config = OmegaConf.create({"logger": config.logger, "hydra": {"runtime": {"output_dir": str(sweep_dir / "1")}}})
-    callback.on_job_end(job_config, JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("CUDA OOM")))
+    job_config = OmegaConf.create(
+        {"logger": config.logger, "hydra": {"runtime": {"output_dir": str(sweep_dir / "1")}}}
+    )
+    callback.on_job_end(
+        job_config, JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("CUDA OOM"))
+    )
     callback.on_multirun_end(config)
 
     client = MlflowClient(tracking_uri)
@@ -82,7 +96,9 @@ def test_parent_run_with_two_nested_children(tiny_cfg, tracking_uri, tmp_path, h
     assert children[finished].data.tags["sweep.job_num"] == "0"
     assert children[crashed].info.status == "FAILED"
     assert children[crashed].data.tags["error"] == "RuntimeError: CUDA OOM"
-    summary = json.loads(Path(client.download_artifacts(parent_id, "sweep_summary.json", str(tmp_path))).read_text())
+    summary = json.loads(
+        Path(client.download_artifacts(parent_id, "sweep_summary.json", str(tmp_path))).read_text()
+    )
     assert summary["statuses"] == {"FINISHED": 1, "FAILED": 1}
     assert [job["job_num"] for job in summary["jobs"]] == ["0", "1"]
     assert summary["jobs"][0]["metrics"] == {"val/PA_MPJPE": 50.0}
@@ -145,7 +161,7 @@ if __name__ == "__main__":
         "task_name": "toy", "weight": 0.1,
         "logger": {"kind": "mlflow", "tracking_uri": "TRACKING_URI", "experiment_name": "toy"},
         "hydra": {"sweep": {"dir": "SWEEP_DIR"},
-                  "callbacks": {"mlflow_sweep": {"_target_": "romp_hydra.tracking.callbacks.MLflowSweepCallback"}}},
+                  "callbacks": {"sweep": {"_target_": "romp_hydra.tracking.callbacks.MLflowSweepCallback"}}},
     })
     main()
 """
@@ -155,10 +171,19 @@ def test_real_hydra_multirun_nests_jobs_and_closes_the_parent(tmp_path, tracking
     """Hydra's basic sweeper stops at the failing job without calling on_multirun_end: the parent is still
     closed (FAILED, as an aborted sweep) when the process exits."""
     app = tmp_path / "toy_app.py"
-    app.write_text(textwrap.dedent(APP).replace("TRACKING_URI", tracking_uri)
-                   .replace("SWEEP_DIR", str(tmp_path / "sweep")))
-    out = subprocess.run([sys.executable, str(app), "-m", "weight=0.2,0.3,0.5"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    app.write_text(
+        textwrap.dedent(APP)
+        .replace("TRACKING_URI", tracking_uri)
+        .replace("SWEEP_DIR", str(tmp_path / "sweep"))
+    )
+    out = subprocess.run(
+        [sys.executable, str(app), "-m", "weight=0.2,0.3,0.5"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode != 0 and "diverged" in out.stderr
 
     client = MlflowClient(tracking_uri)
@@ -166,9 +191,19 @@ def test_real_hydra_multirun_nests_jobs_and_closes_the_parent(tmp_path, tracking
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     parent = next(run for run in runs if run.data.tags.get("sweep.is_parent") == "true")
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert [child.info.run_name for child in children] == ["toy-weight=0.2", "toy-weight=0.3", "toy-weight=0.5"]
+    assert [child.info.run_name for child in children] == [
+        "toy-weight=0.2",
+        "toy-weight=0.3",
+        "toy-weight=0.5",
+    ]
     assert [child.info.status for child in children] == ["FINISHED", "FINISHED", "FAILED"]
     assert [child.data.metrics["objective"] for child in children] == [2.0, 3.0, 5.0]
     assert parent.info.status == "FAILED"
-    assert json.loads(Path(client.download_artifacts(parent.info.run_id, "sweep_summary.json", str(tmp_path)))
-                      .read_text())["aborted"] is True
+    assert (
+        json.loads(
+            Path(
+                client.download_artifacts(parent.info.run_id, "sweep_summary.json", str(tmp_path))
+            ).read_text()
+        )["aborted"]
+        is True
+    )

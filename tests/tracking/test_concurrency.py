@@ -1,5 +1,6 @@
 """Parallel sweep jobs sharing one brand-new SQLite store: the first use (schema creation, experiment
 creation) races without the lock file; with it every job's run and metrics arrive."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -30,8 +31,10 @@ def test_two_processes_share_one_fresh_sqlite_store(tmp_path: Path):
     tracking_uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
-    jobs = [context.Process(target=log_one_run, args=(tracking_uri, str(tmp_path / f"job{num}"), num, barrier))
-            for num in range(2)]
+    jobs = [
+        context.Process(target=log_one_run, args=(tracking_uri, str(tmp_path / f"job{num}"), num, barrier))
+        for num in range(2)
+    ]
     for job in jobs:
         job.start()
     for job in jobs:

@@ -1,4 +1,5 @@
 """MLflowTracker against a fresh SQLite store per test: content of a run, resume, store failures, overhead."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,11 @@ from romp_hydra.tracking.mlflow_tracker import (
 
 
 def tracker_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.WARNING and r.name.startswith("romp_hydra.tracking")]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name.startswith("romp_hydra.tracking")
+    ]
 
 
 def test_run_holds_params_metrics_tags_and_pictures(tiny_cfg, tracking_uri, tmp_path):
@@ -64,11 +68,17 @@ def test_run_holds_params_metrics_tags_and_pictures(tiny_cfg, tracking_uri, tmp_
     history = client.get_metric_history(run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(0, 1.0), (10, 0.5), (20, 1 / 3), (30, 0.25), (40, 0.2)]
 
-    assert {a.path for a in client.list_artifacts(run_id)} >= {"config.yaml", "final_metrics.json", "pictures",
-                                                                 "extra"}
+    assert {a.path for a in client.list_artifacts(run_id)} >= {
+        "config.yaml",
+        "final_metrics.json",
+        "pictures",
+        "extra",
+    }
     png = client.download_artifacts(run_id, "pictures/train/step_000200.png", str(tmp_path / "dl"))
     np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(png), cv2.COLOR_BGR2RGB), picture)
-    final = json.loads(Path(client.download_artifacts(run_id, "final_metrics.json", str(tmp_path / "dl"))).read_text())
+    final = json.loads(
+        Path(client.download_artifacts(run_id, "final_metrics.json", str(tmp_path / "dl"))).read_text()
+    )
     assert final["status"] == "FINISHED"
     assert final["metrics"]["train/loss"] == {"value": 0.2, "step": 40}
 
@@ -143,7 +153,13 @@ def test_store_failure_mid_run_falls_back_with_one_warning(tiny_cfg, tracking_ur
     assert len(warnings) == 1 and "the store is gone" in warnings[0]
     lines = [json.loads(line) for line in (tmp_path / "run" / METRICS_FALLBACK_FILE).read_text().splitlines()]
     assert [(m["key"], m["step"], m["value"]) for m in lines] == [
-        ("loss", 1, 1.0), ("lr", 1, 0.5), ("loss", 2, 2.0), ("lr", 2, 0.5), ("loss", 3, 3.0), ("lr", 3, 0.5)]
+        ("loss", 1, 1.0),
+        ("lr", 1, 0.5),
+        ("loss", 2, 2.0),
+        ("lr", 2, 0.5),
+        ("loss", 3, 3.0),
+        ("lr", 3, 0.5),
+    ]
     state = json.loads((tmp_path / "run" / FALLBACK_STATE_FILE).read_text())
     assert state["run_id"] == run_id and "the store is gone" in state["error"]
     assert state["params"]["mixture.coco"] == "0.25"  # logged before the failure, kept for reference
@@ -181,10 +197,9 @@ def test_metrics_are_written_after_the_flush_interval(tiny_cfg, tracking_uri, tm
 
 
 def test_context_manager_marks_failed_and_uses_explicit_name(tiny_cfg, tracking_uri, tmp_path):
-    with pytest.raises(RuntimeError):
-        with MLflowTracker(tracking_uri, "tests", run_name="my-run") as tracker:
-            run_id = tracker.start(tiny_cfg, tmp_path / "run")
-            raise RuntimeError("loss exploded")
+    with pytest.raises(RuntimeError), MLflowTracker(tracking_uri, "tests", run_name="my-run") as tracker:
+        run_id = tracker.start(tiny_cfg, tmp_path / "run")
+        raise RuntimeError("loss exploded")
     run = MlflowClient(tracking_uri).get_run(run_id)
     assert (run.info.run_name, run.info.status) == ("my-run", "FAILED")
 
@@ -200,11 +215,14 @@ def test_log_metrics_overhead_is_microseconds(tiny_cfg, tracking_uri, tmp_path):
             tracker.log_metrics(metrics, step=step)
         timings[name] = (time.perf_counter() - begin) / calls
         tracker.finish()
-    print(f"log_metrics per call (4 metrics): null {timings['null'] * 1e6:.2f} us, "
-          f"mlflow {timings['mlflow'] * 1e6:.2f} us")
+    print(
+        f"log_metrics per call (4 metrics): null {timings['null'] * 1e6:.2f} us, "
+        f"mlflow {timings['mlflow'] * 1e6:.2f} us"
+    )
     assert timings["mlflow"] < 500e-6  # a synchronous SQLite write costs ~8 ms
-    run = MlflowClient(tracking_uri).search_runs([MlflowClient(tracking_uri).get_experiment_by_name("tests")
-                                                  .experiment_id])[0]
+    run = MlflowClient(tracking_uri).search_runs(
+        [MlflowClient(tracking_uri).get_experiment_by_name("tests").experiment_id]
+    )[0]
     assert len(MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "loss/kp2d")) == calls
 
 
@@ -234,3 +252,32 @@ def test_tracking_uri_defaults_to_an_absolute_sqlite_store(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert normalize_tracking_uri("sqlite:///rel/m.db") == f"sqlite:///{tmp_path.resolve()}/rel/m.db"
     assert normalize_tracking_uri("http://tracking:5000") == "http://tracking:5000"
+
+
+def test_unreachable_server_falls_back_within_seconds(tiny_cfg, tmp_path, caplog):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tracker = MLflowTracker(f"http://127.0.0.1:{port}", "tests")
+    begin = time.monotonic()
+    assert tracker.start(tiny_cfg, tmp_path / "run") is None
+    tracker.finish()
+    assert time.monotonic() - begin < 10
+    warnings = tracker_warnings(caplog)
+    assert len(warnings) == 1 and "not reachable" in warnings[0]
+
+
+def test_hydra_node_can_be_passed_to_a_spawned_worker(tiny_cfg, tracking_uri, tmp_path, hydra_job):
+    """DDP workers spawned from the Hydra job have no HydraConfig: the job's hydra node is passed in."""
+    hydra_node = hydra_job("RUN", ["optim.lr=0.001", "paths.log_dir=/x"])
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None  # as in the spawned process
+    tracker = MLflowTracker(tracking_uri, "tests")
+    run_id = tracker.start(tiny_cfg, tmp_path / "run", hydra_cfg=hydra_node)
+    tracker.finish()
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    assert run.info.run_name == "train-lr=0.001"
+    assert run.data.tags["hydra.overrides"] == "optim.lr=0.001 paths.log_dir=/x"

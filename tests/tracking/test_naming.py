@@ -1,4 +1,5 @@
 """Param strings and run names: what MLflow will store, computed without a store."""
+
 from __future__ import annotations
 
 import pytest
@@ -38,13 +39,15 @@ def test_format_value(value, expected):
 
 
 def test_flatten_config_dotted_resolved_and_robust():
-    cfg = OmegaConf.create({
-        "hydra": {"run": {"dir": "x"}},
-        "paths": {"root": "/r", "logs": "${paths.root}/logs", "out": "${hydra:runtime.output_dir}"},
-        "optim": {"lr": 0.1 + 0.2, "milestones": [60, 80], "betas": {}},
-        "model": "???",
-        "members": {"coco": {"_target_": "a.Coco"}},
-    })
+    cfg = OmegaConf.create(
+        {
+            "hydra": {"run": {"dir": "x"}},
+            "paths": {"root": "/r", "logs": "${paths.root}/logs", "out": "${hydra:runtime.output_dir}"},
+            "optim": {"lr": 0.1 + 0.2, "milestones": [60, 80], "betas": {}},
+            "model": "???",
+            "members": {"coco": {"_target_": "a.Coco"}},
+        }
+    )
     flat = flatten_config(cfg)
     assert flat == {
         "paths.root": "/r",
@@ -77,8 +80,14 @@ def test_long_keys_are_cut_and_stay_distinct():
 
 @pytest.mark.parametrize(
     "key, expected",
-    [("a@b c", "a_b c"), ("/abs", "_abs"), ("a//b", "a__b"), ("val/pw3d/PA_MPJPE", "val/pw3d/PA_MPJPE"),
-     ("..up", "_.up"), ("w{1}", "w_1_")],
+    [
+        ("a@b c", "a_b c"),
+        ("/abs", "_abs"),
+        ("a//b", "a__b"),
+        ("val/pw3d/PA_MPJPE", "val/pw3d/PA_MPJPE"),
+        ("..up", "_.up"),
+        ("w{1}", "w_1_"),
+    ],
 )
 def test_sanitize_key(key, expected):
     assert sanitize_key(key) == expected
@@ -93,9 +102,18 @@ def test_chunked_in_hundreds():
 
 
 def test_key_overrides_drop_paths_hydra_logger_and_deletions():
-    overrides = ["paths.log_dir=/tmp/x", "hydra.job.num=3", "hydra/launcher=joblib", "logger=none",
-                 "logger.run_name=x", "~trainer.max_steps", "+trainer.extra=1", "++seed=2", "resume=true",
-                 "dataset=v1_mix"]
+    overrides = [
+        "paths.log_dir=/tmp/x",
+        "hydra.job.num=3",
+        "hydra/launcher=joblib",
+        "logger=none",
+        "logger.run_name=x",
+        "~trainer.max_steps",
+        "+trainer.extra=1",
+        "++seed=2",
+        "resume=true",
+        "dataset=v1_mix",
+    ]
     assert key_overrides(overrides) == [("dataset", "v1_mix"), ("seed", "2"), ("trainer.extra", "1")]
 
 

@@ -1,8 +1,9 @@
 """Helpers shared by the 3D, video and evaluation sources (h36m, mpiinf, muco, mupots, pw3d, cmup).
 
-Only `pack_data()` uses these: they read ROMP's pickled archives, decide per-joint 2D visibility, find image sizes
-and run the body model on SMPL ground truth. Training reads the packed store and never gets here.
+Only `pack_data()` uses these: they read ROMP's pickled archives, decide per-joint 2D visibility, find image
+sizes and run the body model on SMPL ground truth. Training reads the packed store and never gets here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,8 @@ def load_romp_annots(path: Path, member: str = "annots") -> Any:
     with np.load(path, allow_pickle=True) as archive:
         if member not in archive.files:
             raise StoreFormatError(
-                f"{path} has no member '{member}' (members: {archive.files}); expected ROMP's annotation archive "
-                f"from its parsed-annotations download"
+                f"{path} has no member '{member}' (members: {archive.files}); expected ROMP's annotation "
+                f"archive from its parsed-annotations download"
             )
         value = archive[member]
         return value[()] if value.dtype == object and value.ndim == 0 else value
@@ -49,7 +50,9 @@ def inside_image(xy: np.ndarray, height: int, width: int) -> np.ndarray:
 def with_visibility(xy: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """(J, 3) float32 [x, y, vis] with vis 1 / 0; invisible joints become -2 rows (the missing marker)."""
     visible = np.asarray(visible, dtype=bool)
-    joints = np.concatenate([np.asarray(xy, dtype=np.float32)[:, :2], np.ones((len(visible), 1), np.float32)], 1)
+    joints = np.concatenate(
+        [np.asarray(xy, dtype=np.float32)[:, :2], np.ones((len(visible), 1), np.float32)], 1
+    )
     joints[~visible] = -2.0
     return joints
 
@@ -65,7 +68,7 @@ def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
 
 
 def image_size(path: Path, what: Callable[[Path, str], Exception]) -> tuple[int, int]:
-    """(H, W) of an image file; `what(path, description)` builds the error when it is missing or unreadable."""
+    """(H, W) of an image file; `what(path, description)` builds the error when it is missing or bad."""
     if not path.is_file():
         raise what(path, "an image (used to read the image size)")
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -79,8 +82,11 @@ def to_metres(kp3d: np.ndarray, where: str) -> np.ndarray:
     them and say so, since ROMP's archives do not state their unit."""
     kp3d = np.asarray(kp3d, dtype=np.float32)
     if np.abs(kp3d).max(initial=0.0) > 50.0:
-        log.info("%s: 3D joints look like millimetres (max |value| %.0f); dividing by 1000", where,
-                 float(np.abs(kp3d).max()))
+        log.info(
+            "%s: 3D joints look like millimetres (max |value| %.0f); dividing by 1000",
+            where,
+            float(np.abs(kp3d).max()),
+        )
         return kp3d / 1000.0
     return kp3d
 
@@ -88,8 +94,8 @@ def to_metres(kp3d: np.ndarray, where: str) -> np.ndarray:
 class SMPLJoints:
     """Runs the body model on SMPL ground truth to give 54-joint 3D positions (only inside `pack_data`).
 
-    Gendered models are used when `SMPL_MALE.pkl` / `SMPL_FEMALE.pkl` exist in `model_dir`; otherwise the neutral
-    model stands in and a log line says so (the joints are then approximate for that dataset).
+    Gendered models are used when `SMPL_MALE.pkl` / `SMPL_FEMALE.pkl` exist in `model_dir`; otherwise the
+    neutral model stands in and a log line says so (the joints are then approximate for that dataset).
 
     Args:
         kind: 'smpl' (the licensed files) or 'standin' (the generated stand-in; tests only).
@@ -109,12 +115,20 @@ class SMPLJoints:
 
         if gender not in self._models:
             try:
-                self._models[gender] = build_body_model(self.kind, self.model_dir, gender=gender, root_align=False)
+                self._models[gender] = build_body_model(
+                    self.kind, self.model_dir, gender=gender, root_align=False
+                )
             except BodyModelFilesMissing as err:
                 if gender == "neutral" or err.missing != [SMPL_MODEL_FILES[gender]]:
                     raise
-                log.warning("%s: %s is missing from %s; using the neutral body model for %s subjects, so their 3D "
-                            "joints are approximate", self.dataset, err.missing[0], self.model_dir, gender)
+                log.warning(
+                    "%s: %s is missing from %s; using the neutral body model for %s subjects, so their 3D "
+                    "joints are approximate",
+                    self.dataset,
+                    err.missing[0],
+                    self.model_dir,
+                    gender,
+                )
                 self._models[gender] = self._model("neutral")
         return self._models[gender]
 
@@ -127,7 +141,7 @@ class SMPLJoints:
         out = []
         with torch.no_grad():
             for start in range(0, len(params), chunk):
-                batch = torch.from_numpy(np.ascontiguousarray(params[start:start + chunk]))
+                batch = torch.from_numpy(np.ascontiguousarray(params[start : start + chunk]))
                 body = model(global_orient=batch[:, :3], body_pose=batch[:, 3:66], betas=batch[:, 66:76])
                 out.append(body.joints54.detach().cpu().numpy().astype(np.float32))
         return np.concatenate(out) if out else np.zeros((0, 54, 3), np.float32)

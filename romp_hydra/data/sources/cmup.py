@@ -1,7 +1,7 @@
 """CMU Panoptic evaluation sequences in the CRMH (Jiang et al., CVPR 2020) protocol (evaluation only)."""
+
 from __future__ import annotations
 
-import logging
 import pickle
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -13,14 +13,12 @@ from romp_hydra.body.joint_sets import CMUP_J24_TO_H36M17, JOINT54, convert_to_5
 from romp_hydra.data.sources._shared_3d import VMASK_3D_JOINTS_ONLY, image_size, to_metres
 from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
-log = logging.getLogger(__name__)
-
-__all__ = ["CMUPanoptic", "image_name", "BROKEN_FRAMES", "PELVIS_SHIFT"]
+__all__ = ["BROKEN_FRAMES", "PELVIS_SHIFT", "CMUPanoptic", "image_name"]
 
 NUM_JOINTS = 24
 MIN_CONFIDENCE = 0.1
-# CRMH's pelvis sits lower than the pelvis of the H36M regressor that predictions use; ROMP moves the GT pelvis up
-# by 6 cm (camera y points down) before centring on it.
+# CRMH's pelvis sits lower than the pelvis of the H36M regressor that predictions use; ROMP moves the GT
+# pelvis up by 6 cm (camera y points down) before centring on it.
 PELVIS_SHIFT = np.array([0.0, -0.06, 0.0], dtype=np.float32)
 # Frames whose images in the release are broken (a green tint); ROMP leaves them out too.
 BROKEN_FRAMES = frozenset(
@@ -44,10 +42,10 @@ class CMUPanoptic(StoreBackedSource):
 
     Annotations: `panoptic_annot/*.pkl`, each a list of {'filename', 'width', 'height', 'kpts2d' (P, 24, 3),
     'kpts3d' (P, 24, 4)} in CRMH's 24-joint order with confidences; 2D is given at the annotation's resolution
-    (832 wide) and scaled to the image's. A person is kept when more than one joint lies inside the image; joints
-    below 0.1 confidence are missing. 2D joints map by name (CMU Panoptic has no head top, so that joint is
-    missing); the 3D ground truth is the 17 H36M joints (`CMUP_J24_TO_H36M17`) in metres with the pelvis moved
-    up by 6 cm (see PELVIS_SHIFT); the evaluation protocol centres it on the pelvis.
+    (832 wide) and scaled to the image's. A person is kept when more than one joint lies inside the image;
+    joints below 0.1 confidence are missing. 2D joints map by name (CMU Panoptic has no head top, so that
+    joint is missing); the 3D ground truth is the 17 H36M joints (`CMUP_J24_TO_H36M17`) in metres with the
+    pelvis moved up by 6 cm (see PELVIS_SHIFT); the evaluation protocol centres it on the pelvis.
     Images: `images/<sequence>-<camera>_<frame>.jpg` (the image name encodes the sequence).
     """
 
@@ -62,8 +60,14 @@ class CMUPanoptic(StoreBackedSource):
     """
     provides: ClassVar[str] = "2D joints, 3D joints (17 H36M joints) for evaluation; several people per image"
 
-    def __init__(self, root: str | Path, split: str = "test", *, key: str | None = None,
-                 store_dir: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "test",
+        *,
+        key: str | None = None,
+        store_dir: str | Path | None = None,
+    ):
         if split != "test":
             raise ValueError(f"cmup split={split!r}: CMU Panoptic is used for evaluation only (split 'test')")
         super().__init__(root, split, key=key or "cmup", store_dir=store_dir)
@@ -72,11 +76,15 @@ class CMUPanoptic(StoreBackedSource):
         folder = self.root / "panoptic_annot"
         files = sorted(folder.glob("*.pkl"))
         if not files:
-            raise self.not_found(folder / "<sequence>.pkl", "CRMH's CMU Panoptic annotation pickles (none found)")
+            raise self.not_found(
+                folder / "<sequence>.pkl", "CRMH's CMU Panoptic annotation pickles (none found)"
+            )
         return files
 
     def read_annotations(self) -> Iterator[Mapping[str, Any]]:
-        sizes: dict[tuple[int, int], tuple[int, int]] = {}  # annotation size -> image size (one read per size)
+        sizes: dict[
+            tuple[int, int], tuple[int, int]
+        ] = {}  # annotation size -> image size (one read per size)
         for path in self.annotation_files():
             with open(path, "rb") as file:
                 entries = pickle.load(file, encoding="latin1")
@@ -92,12 +100,15 @@ class CMUPanoptic(StoreBackedSource):
                     yield record
 
     @staticmethod
-    def _record(name: str, entry: Mapping[str, Any], annot_size: tuple[int, int], size: tuple[int, int],
-                path: Path) -> dict[str, Any] | None:
+    def _record(
+        name: str, entry: Mapping[str, Any], annot_size: tuple[int, int], size: tuple[int, int], path: Path
+    ) -> dict[str, Any] | None:
         kp2d = np.asarray(entry["kpts2d"], dtype=np.float32).reshape(-1, NUM_JOINTS, 3)
         kp3d = np.asarray(entry["kpts3d"], dtype=np.float32).reshape(-1, NUM_JOINTS, 4)
         if len(kp2d) != len(kp3d):
-            raise StoreFormatError(f"{path}: {entry['filename']} has {len(kp2d)} 2D and {len(kp3d)} 3D people")
+            raise StoreFormatError(
+                f"{path}: {entry['filename']} has {len(kp2d)} 2D and {len(kp3d)} 3D people"
+            )
         height, width = annot_size
         inside = (kp2d[..., 0] > 0) & (kp2d[..., 0] < width) & (kp2d[..., 1] > 0) & (kp2d[..., 1] < height)
         visible = inside & (kp2d[..., 2] >= MIN_CONFIDENCE)
@@ -107,7 +118,9 @@ class CMUPanoptic(StoreBackedSource):
         scale = np.array([size[1] / width, size[0] / height], dtype=np.float32)
         kp2ds, kp3ds = [], []
         for person in people:
-            joints2d = np.concatenate([kp2d[person, :, :2] * scale, np.ones((NUM_JOINTS, 1), np.float32)], axis=1)
+            joints2d = np.concatenate(
+                [kp2d[person, :, :2] * scale, np.ones((NUM_JOINTS, 1), np.float32)], axis=1
+            )
             joints2d[~visible[person]] = -2.0
             joints2d = convert_to_54(joints2d, "cmup_j24")
             joints2d[JOINT54["Head_top"]] = -2.0

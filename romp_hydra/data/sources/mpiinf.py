@@ -1,5 +1,6 @@
 """MPI-INF-3DHP: the training set (S1-S8, raw `annot.mat` + videos, or ROMP's `annots.npz`) and the test set
 (TS1-TS6, MATLAB v7.3 `annot_data.mat`, or ROMP's `annots.npz`)."""
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,11 @@ from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MPIINF3DHP", "MPIINF3DHPTest", "CameraCalibration", "read_camera_calibration"]
+__all__ = ["MPIINF3DHP", "CameraCalibration", "MPIINF3DHPTest", "read_camera_calibration"]
 
-HOMEPAGE = "https://vcai.mpi-inf.mpg.de/3dhp-dataset/ (download script in the release; ROMP's annots.npz optional)"
+HOMEPAGE = (
+    "https://vcai.mpi-inf.mpg.de/3dhp-dataset/ (download script in the release; ROMP's annots.npz optional)"
+)
 SPLIT_SUBJECTS: dict[str, tuple[int, ...]] = {"train": (1, 2, 3, 4, 5, 6, 7), "val": (8,)}
 SEQUENCES = (1, 2)
 # Cameras 11-13 look down from the ceiling; like ROMP (and most methods) we train on the 11 others.
@@ -53,8 +56,8 @@ def read_camera_calibration(path: Path) -> dict[int, CameraCalibration]:
     """Parse MPI-INF-3DHP's `camera.calibration` text file.
 
     After one header line, each camera is a block of lines `name <id>`, `sensor`, `size <w> <h>`, `animated`,
-    `intrinsic <16 numbers>`, `extrinsic <16 numbers>`, `radial`. We read the blocks by keyword rather than by
-    line number (ROMP slices fixed character ranges), so extra spaces or a missing line do not shift the values.
+    `intrinsic <16 numbers>`, `extrinsic <16 numbers>`, `radial`. We read the blocks by keyword rather than
+    by line number (ROMP slices fixed character ranges), so extra spaces or a missing line shift no value.
     """
     cameras: dict[int, dict[str, Any]] = {}
     current: dict[str, Any] | None = None
@@ -71,13 +74,17 @@ def read_camera_calibration(path: Path) -> dict[int, CameraCalibration]:
             elif current is not None and keyword in ("intrinsic", "extrinsic"):
                 current[keyword] = np.array([float(v) for v in values[:16]], dtype=np.float64).reshape(4, 4)
         except (ValueError, IndexError) as err:
-            raise StoreFormatError(f"{path} line {line_number}: cannot parse {line.strip()!r} ({err})") from err
+            raise StoreFormatError(
+                f"{path} line {line_number}: cannot parse {line.strip()!r} ({err})"
+            ) from err
     parsed = {}
     for camera, block in cameras.items():
         missing = [k for k in ("size", "intrinsic", "extrinsic") if k not in block]
         if missing:
             raise StoreFormatError(f"{path}: camera {camera} has no {', '.join(missing)} line")
-        parsed[camera] = CameraCalibration(block["size"][0], block["size"][1], block["intrinsic"], block["extrinsic"])
+        parsed[camera] = CameraCalibration(
+            block["size"][0], block["size"][1], block["intrinsic"], block["extrinsic"]
+        )
     return parsed
 
 
@@ -85,10 +92,14 @@ def _mat_cell(cell: np.ndarray, camera: int, width: int, path: Path, name: str) 
     """Camera `camera`'s (F, width) array of a MATLAB cell loaded by scipy ((14, 1) object array)."""
     cells = np.asarray(cell).reshape(-1)
     if camera >= len(cells):
-        raise StoreFormatError(f"{path}: '{name}' has {len(cells)} camera cells, camera {camera} was asked for")
+        raise StoreFormatError(
+            f"{path}: '{name}' has {len(cells)} camera cells, camera {camera} was asked for"
+        )
     values = np.asarray(cells[camera], dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != width:
-        raise StoreFormatError(f"{path}: {name}[{camera}] has shape {values.shape}, expected (frames, {width})")
+        raise StoreFormatError(
+            f"{path}: {name}[{camera}] has shape {values.shape}, expected (frames, {width})"
+        )
     return values
 
 
@@ -103,8 +114,8 @@ class MPIINF3DHP(StoreBackedSource):
       Frames of the 11 non-ceiling cameras are kept when their index f satisfies f % frame_stride == 1 %
       frame_stride (ROMP's choice for stride 10) and all 28 joints lie inside the image. Missing frames are
       extracted from the videos into `images/` during `pack_data()`.
-    * ROMP's `annots.npz` (`annots`: {image name: {kp2d, kp3d (metres), intrinsics [fx, fy, cx, cy], ...}}) with
-      the images it was made from in `images/`. Used when no `annot.mat` of the split is present.
+    * ROMP's `annots.npz` (`annots`: {image name: {kp2d, kp3d (metres), intrinsics [fx, fy, cx, cy], ...}})
+      with the images it was made from in `images/`. Used when no `annot.mat` of the split is present.
 
     Splits: train S1-S7, val S8. Image names: `S<i>_Seq<j>_video_<cam>_F<frame:06d>.jpg`.
 
@@ -122,10 +133,20 @@ class MPIINF3DHP(StoreBackedSource):
             (the official release; i = 1..7 for train, 8 for val; j = 1, 2)
         or annots.npz (ROMP's parsed annotations) with images/S<i>_Seq<j>_video_<cam>_F<frame:06d>.jpg
     """
-    provides: ClassVar[str] = "2D + 3D joints (28 mocap joints), root translation, intrinsics; one person per image"
+    provides: ClassVar[str] = (
+        "2D + 3D joints (28 mocap joints), root translation, intrinsics; one person per image"
+    )
 
-    def __init__(self, root: str | Path, split: str = "train", *, key: str | None = None,
-                 store_dir: str | Path | None = None, frame_stride: int = 10, cameras: Sequence[int] = CAMERAS):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        key: str | None = None,
+        store_dir: str | Path | None = None,
+        frame_stride: int = 10,
+        cameras: Sequence[int] = CAMERAS,
+    ):
         if split not in SPLIT_SUBJECTS:
             raise ValueError(f"mpiinf split={split!r}: use 'train' (S1-S7) or 'val' (S8)")
         if int(frame_stride) < 1:
@@ -133,8 +154,9 @@ class MPIINF3DHP(StoreBackedSource):
         bad = [c for c in cameras if not 0 <= int(c) < 14]
         if bad or not cameras:
             raise ValueError(f"mpiinf cameras={list(cameras)}: give camera numbers 0..13 (default 0..10)")
-        super().__init__(root, split, key=key or ("mpiinf" if split == "train" else "mpiinf_val"),
-                         store_dir=store_dir)
+        super().__init__(
+            root, split, key=key or ("mpiinf" if split == "train" else "mpiinf_val"), store_dir=store_dir
+        )
         self.frame_stride = int(frame_stride)
         self.cameras = tuple(sorted({int(c) for c in cameras}))
 
@@ -165,14 +187,18 @@ class MPIINF3DHP(StoreBackedSource):
     def read_annotations(self) -> Iterator[Mapping[str, Any]]:
         folders = self.sequences()
         if folders:
-            log.info("mpiinf %s: reading %d raw sequences (%s)", self.split, len(folders),
-                     ", ".join(f"{f.parent.name}/{f.name}" for f in folders))
+            log.info(
+                "mpiinf %s: reading %d raw sequences (%s)",
+                self.split,
+                len(folders),
+                ", ".join(f"{f.parent.name}/{f.name}" for f in folders),
+            )
             for folder in folders:
                 yield from self._read_sequence(folder)
         else:
             yield from self._read_romp_npz()
 
-    # -- the official release -------------------------------------------------------------------------------------
+    # -- the official release --------------------------------------------------------------------------------
     def _read_sequence(self, folder: Path) -> Iterator[Mapping[str, Any]]:
         from scipy.io import loadmat
 
@@ -181,7 +207,9 @@ class MPIINF3DHP(StoreBackedSource):
         annot = loadmat(str(annot_path))
         for name in ("annot2", "annot3"):
             if name not in annot:
-                raise StoreFormatError(f"{annot_path} has no '{name}' variable; is it the release's annot.mat?")
+                raise StoreFormatError(
+                    f"{annot_path} has no '{name}' variable; is it the release's annot.mat?"
+                )
         calibration = read_camera_calibration(self.require(folder / "camera.calibration"))
         for camera in self.cameras:
             if camera not in calibration:
@@ -191,13 +219,18 @@ class MPIINF3DHP(StoreBackedSource):
             kp3d = _mat_cell(annot["annot3"], camera, NUM_JOINTS_TRAIN * 3, annot_path, "annot3")
             kp2d = kp2d.reshape(-1, NUM_JOINTS_TRAIN, 2)
             kp3d = kp3d.reshape(-1, NUM_JOINTS_TRAIN, 3) / 1000.0  # millimetres
-            frames = [f for f in range(len(kp2d))
-                      if self.keeps_frame(f) and inside_image(kp2d[f], cam.height, cam.width).all()]
+            frames = [
+                f
+                for f in range(len(kp2d))
+                if self.keeps_frame(f) and inside_image(kp2d[f], cam.height, cam.width).all()
+            ]
             names = {f: f"S{subject}_Seq{sequence}_video_{camera}_F{f:06d}.jpg" for f in frames}
             self._extract_missing_frames(folder / "imageSequence" / f"video_{camera}.avi", names)
             cam_mat = cam.intrinsic[:3, :3].astype(np.float32)
             for frame in frames:
-                yield self._record(names[frame], subject, kp2d[frame], kp3d[frame], (cam.height, cam.width), cam_mat)
+                yield self._record(
+                    names[frame], subject, kp2d[frame], kp3d[frame], (cam.height, cam.width), cam_mat
+                )
 
     def _extract_missing_frames(self, video: Path, names: Mapping[int, str]) -> None:
         """Write the frames `names` lacks in images/ from the sequence video (read front to back once)."""
@@ -206,8 +239,11 @@ class MPIINF3DHP(StoreBackedSource):
         if not missing:
             return
         if not video.is_file():
-            raise self.not_found(video, f"the video to extract {len(missing)} missing frames from "
-                                        f"(e.g. images/{next(iter(missing.values()))})")
+            raise self.not_found(
+                video,
+                f"the video to extract {len(missing)} missing frames from "
+                f"(e.g. images/{next(iter(missing.values()))})",
+            )
         image_dir.mkdir(parents=True, exist_ok=True)
         log.info("mpiinf: extracting %d frames from %s", len(missing), video)
         capture = cv2.VideoCapture(str(video))
@@ -216,37 +252,56 @@ class MPIINF3DHP(StoreBackedSource):
             for frame in range(last + 1):
                 ok, image = capture.read()
                 if not ok:
-                    raise StoreFormatError(f"{video}: could not read frame {frame} (the video has fewer frames "
-                                           f"than annot.mat, or is truncated)")
+                    raise StoreFormatError(
+                        f"{video}: could not read frame {frame} (the video has fewer frames "
+                        f"than annot.mat, or is truncated)"
+                    )
                 if frame in missing and not cv2.imwrite(str(image_dir / missing[frame]), image):
                     raise OSError(f"could not write {image_dir / missing[frame]}")
         finally:
             capture.release()
 
-    # -- ROMP's annots.npz ----------------------------------------------------------------------------------------
+    # -- ROMP's annots.npz -----------------------------------------------------------------------------------
     def _read_romp_npz(self) -> Iterator[Mapping[str, Any]]:
         annots: dict[str, Mapping[str, Any]] = load_romp_annots(self.require("annots.npz"))
         sizes: dict[str, tuple[int, int]] = {}  # one image read per video
         for name in sorted(annots):
             match = _IMAGE_NAME.search(name)
             if match is None:
-                raise StoreFormatError(f"mpiinf annots.npz: image name {name!r} is not "
-                                       f"S<i>_Seq<j>_video_<cam>_F<frame>.jpg")
+                raise StoreFormatError(
+                    f"mpiinf annots.npz: image name {name!r} is not S<i>_Seq<j>_video_<cam>_F<frame>.jpg"
+                )
             subject, frame = int(match.group(1)), int(match.group(4))
-            if (subject not in SPLIT_SUBJECTS[self.split] or int(match.group(3)) not in self.cameras
-                    or not self.keeps_frame(frame)):
+            if (
+                subject not in SPLIT_SUBJECTS[self.split]
+                or int(match.group(3)) not in self.cameras
+                or not self.keeps_frame(frame)
+            ):
                 continue
-            video = name[:match.start(4) - 1]
+            video = name[: match.start(4) - 1]
             if video not in sizes:
                 sizes[video] = image_size(self.root / "images" / name, self.not_found)
             entry = annots[name]
             fx, fy, cx, cy = (float(v) for v in np.asarray(entry["intrinsics"]).reshape(-1)[:4])
             kp3d = to_metres(np.asarray(entry["kp3d"]).reshape(NUM_JOINTS_TRAIN, 3), f"mpiinf {name}")
-            yield self._record(name, subject, np.asarray(entry["kp2d"]).reshape(NUM_JOINTS_TRAIN, 2), kp3d,
-                               sizes[video], intrinsics(fx, fy, cx, cy))
+            yield self._record(
+                name,
+                subject,
+                np.asarray(entry["kp2d"]).reshape(NUM_JOINTS_TRAIN, 2),
+                kp3d,
+                sizes[video],
+                intrinsics(fx, fy, cx, cy),
+            )
 
-    def _record(self, name: str, subject: int, kp2d: np.ndarray, kp3d: np.ndarray, size: tuple[int, int],
-                cam_mat: np.ndarray) -> dict[str, Any]:
+    def _record(
+        self,
+        name: str,
+        subject: int,
+        kp2d: np.ndarray,
+        kp3d: np.ndarray,
+        size: tuple[int, int],
+        cam_mat: np.ndarray,
+    ) -> dict[str, Any]:
         kp2d54 = convert_to_54(with_visibility(kp2d, inside_image(kp2d, *size)), "mpi_inf_28")
         kp3d54 = convert_to_54(np.asarray(kp3d, dtype=np.float32), "mpi_inf_28")
         return {
@@ -264,8 +319,14 @@ class MPIINF3DHP(StoreBackedSource):
 
 TEST_SEQUENCES = tuple(range(1, 7))
 # Focal lengths of the test cameras: TS1-TS4 studio (2048 x 2048 images), TS5-TS6 outdoor (1920 x 1080).
-TEST_FOCAL = {1: 1499.2054687744, 2: 1499.2054687744, 3: 1499.2054687744, 4: 1499.2054687744,
-              5: 1683.98345952, 6: 1683.98345952}
+TEST_FOCAL = {
+    1: 1499.2054687744,
+    2: 1499.2054687744,
+    3: 1499.2054687744,
+    4: 1499.2054687744,
+    5: 1683.98345952,
+    6: 1683.98345952,
+}
 
 
 class MPIINF3DHPTest(StoreBackedSource):
@@ -290,10 +351,18 @@ class MPIINF3DHPTest(StoreBackedSource):
         TS<k>/annot_data.mat           (MATLAB v7.3; k = 1..6) or annots.npz (ROMP's parsed annotations)
         TS<k>/imageSequence/img_<frame:06d>.jpg
     """
-    provides: ClassVar[str] = "2D + 3D joints (17, universal skeleton), root translation, intrinsics; one person per image"
+    provides: ClassVar[str] = (
+        "2D + 3D joints (17, universal skeleton), root translation, intrinsics; one person per image"
+    )
 
-    def __init__(self, root: str | Path, split: str = "test", *, key: str | None = None,
-                 store_dir: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "test",
+        *,
+        key: str | None = None,
+        store_dir: str | Path | None = None,
+    ):
         if split != "test":
             raise ValueError(f"mpiinf_test split={split!r}: the test set has only split 'test'")
         super().__init__(root, split, key=key or "mpiinf_test", store_dir=store_dir)
@@ -304,7 +373,9 @@ class MPIINF3DHPTest(StoreBackedSource):
 
     def annotation_files(self) -> list[Path]:
         found = self.sequences()
-        return [self.root / f"TS{k}" / "annot_data.mat" for k in found] if found else [self.root / "annots.npz"]
+        return (
+            [self.root / f"TS{k}" / "annot_data.mat" for k in found] if found else [self.root / "annots.npz"]
+        )
 
     def read_annotations(self) -> Iterator[Mapping[str, Any]]:
         found = self.sequences()
@@ -319,8 +390,14 @@ class MPIINF3DHPTest(StoreBackedSource):
             size = self._size(sequence, int(frames[0]))
             for frame in frames:
                 if inside_image(arrays["annot2"][frame], *size).all():
-                    yield self._record(sequence, int(frame), size, arrays["annot2"][frame],
-                                       arrays["univ_annot3"][frame] / 1000.0, arrays["annot3"][frame] / 1000.0)
+                    yield self._record(
+                        sequence,
+                        int(frame),
+                        size,
+                        arrays["annot2"][frame],
+                        arrays["univ_annot3"][frame] / 1000.0,
+                        arrays["annot3"][frame] / 1000.0,
+                    )
 
     def _size(self, sequence: int, frame: int) -> tuple[int, int]:
         """(H, W) of a test sequence, read from one of its images (all frames of a sequence share it)."""
@@ -337,15 +414,28 @@ class MPIINF3DHPTest(StoreBackedSource):
         for name in sorted(annots):
             match = re.search(r"TS(\d+)/imageSequence/img_(\d+)\.jpg$", name)
             if match is None:
-                raise StoreFormatError(f"mpiinf_test annots.npz: key {name!r} is not TS<k>/imageSequence/img_<n>.jpg")
+                raise StoreFormatError(
+                    f"mpiinf_test annots.npz: key {name!r} is not TS<k>/imageSequence/img_<n>.jpg"
+                )
             entry = annots[name]
             kp3d = to_metres(np.asarray(entry["kp3d"]).reshape(NUM_JOINTS_TEST, 3), f"mpiinf_test {name}")
-            univ = to_metres(np.asarray(entry["univ_kp3d"]).reshape(NUM_JOINTS_TEST, 3), f"mpiinf_test {name}")
+            univ = to_metres(
+                np.asarray(entry["univ_kp3d"]).reshape(NUM_JOINTS_TEST, 3), f"mpiinf_test {name}"
+            )
             sequence, frame = int(match.group(1)), int(match.group(2)) - 1
-            yield self._record(sequence, frame, self._size(sequence, frame), np.asarray(entry["kp2d"]), univ, kp3d)
+            yield self._record(
+                sequence, frame, self._size(sequence, frame), np.asarray(entry["kp2d"]), univ, kp3d
+            )
 
-    def _record(self, sequence: int, frame: int, size: tuple[int, int], kp2d: np.ndarray, univ_kp3d: np.ndarray,
-                kp3d: np.ndarray) -> dict[str, Any]:
+    def _record(
+        self,
+        sequence: int,
+        frame: int,
+        size: tuple[int, int],
+        kp2d: np.ndarray,
+        univ_kp3d: np.ndarray,
+        kp3d: np.ndarray,
+    ) -> dict[str, Any]:
         height, width = size
         kp2d = np.asarray(kp2d, dtype=np.float32).reshape(NUM_JOINTS_TEST, 2)
         kp2d54 = convert_to_54(with_visibility(kp2d, inside_image(kp2d, height, width)), "mpi_inf_test_17")
@@ -358,7 +448,9 @@ class MPIINF3DHPTest(StoreBackedSource):
             "vmask_2d": np.array([[True, True, True]]),
             "vmask_3d": np.array([VMASK_3D_JOINTS_AND_DEPTH]),
             "kp3ds": convert_to_54(np.asarray(univ_kp3d, dtype=np.float32), "mpi_inf_test_17")[None],
-            "root_trans": hip_centre(convert_to_54(np.asarray(kp3d, dtype=np.float32), "mpi_inf_test_17"))[None],
+            "root_trans": hip_centre(convert_to_54(np.asarray(kp3d, dtype=np.float32), "mpi_inf_test_17"))[
+                None
+            ],
             "camMats": intrinsics(focal, focal, width / 2.0, height / 2.0),
         }
 
@@ -372,7 +464,9 @@ def read_v73_annotations(path: Path) -> dict[str, np.ndarray]:
     try:
         import h5py
     except ImportError as err:  # a declared dependency; this only fires in a broken environment
-        raise ImportError("reading MPI-INF-3DHP test annotations (MATLAB v7.3) needs h5py: pip install h5py") from err
+        raise ImportError(
+            "reading MPI-INF-3DHP test annotations (MATLAB v7.3) needs h5py: pip install h5py"
+        ) from err
     arrays: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as mat:
         for name, coords in (("annot2", 2), ("annot3", 3), ("univ_annot3", 3)):
@@ -380,14 +474,18 @@ def read_v73_annotations(path: Path) -> dict[str, np.ndarray]:
                 raise StoreFormatError(f"{path} has no '{name}' dataset (has: {sorted(mat.keys())})")
             values = np.asarray(mat[name], dtype=np.float64)
             if values.ndim < 3 or values.shape[-1] != coords or values.shape[-2] != NUM_JOINTS_TEST:
-                raise StoreFormatError(f"{path}: '{name}' has HDF5 shape {values.shape}, expected "
-                                       f"(frames, 1, {NUM_JOINTS_TEST}, {coords}) (MATLAB {coords} x 17 x 1 x frames)")
+                raise StoreFormatError(
+                    f"{path}: '{name}' has HDF5 shape {values.shape}, expected "
+                    f"(frames, 1, {NUM_JOINTS_TEST}, {coords}) (MATLAB {coords} x 17 x 1 x frames)"
+                )
             arrays[name] = values.reshape(values.shape[0], NUM_JOINTS_TEST, coords)
         if "valid_frame" not in mat:
             raise StoreFormatError(f"{path} has no 'valid_frame' dataset (has: {sorted(mat.keys())})")
         arrays["valid_frame"] = np.asarray(mat["valid_frame"]).reshape(-1) > 0
     frames = {len(v) for v in arrays.values()}
     if len(frames) != 1:
-        raise StoreFormatError(f"{path}: annot2 / annot3 / univ_annot3 / valid_frame disagree on the frame count "
-                               f"({ {k: len(v) for k, v in arrays.items()} })")
+        raise StoreFormatError(
+            f"{path}: annot2 / annot3 / univ_annot3 / valid_frame disagree on the frame count "
+            f"({ {k: len(v) for k, v in arrays.items()} })"
+        )
     return arrays

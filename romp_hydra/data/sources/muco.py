@@ -1,8 +1,8 @@
 """MuCo-3DHP: composited multi-person images made from MPI-INF-3DHP (training only)."""
+
 from __future__ import annotations
 
 import json
-import logging
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -22,8 +22,6 @@ from romp_hydra.data.sources._shared_3d import (
 )
 from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
-log = logging.getLogger(__name__)
-
 __all__ = ["MuCo", "multi_person_record"]
 
 NUM_JOINTS = 21
@@ -31,11 +29,17 @@ RAW_FILE = "MuCo-3DHP.json"
 ROMP_FILE = "annots_augmented.npz"
 
 
-def multi_person_record(imgpath: str, size: tuple[int, int], kp2d: np.ndarray, kp3d_mm: np.ndarray,
-                        joint_set: str, cam_mat: np.ndarray) -> dict[str, Any]:
-    """The record of an image whose every person has pixel joints and camera-frame joints in millimetres (MuCo,
-    MuPoTS): 2D visibility is "inside the image", vmask_2d is [pose, no track ids, all persons labelled] and
-    vmask_3d [kp3d, root translation]."""
+def multi_person_record(
+    imgpath: str,
+    size: tuple[int, int],
+    kp2d: np.ndarray,
+    kp3d_mm: np.ndarray,
+    joint_set: str,
+    cam_mat: np.ndarray,
+) -> dict[str, Any]:
+    """The record of an image whose every person has pixel joints and camera-frame joints in millimetres
+    (MuCo, MuPoTS): 2D visibility is "inside the image", vmask_2d is [pose, no track ids, all persons
+    labelled] and vmask_3d [kp3d, root translation]."""
     kp2d = np.asarray(kp2d, dtype=np.float32)
     kp3d = np.asarray(kp3d_mm, dtype=np.float32) / 1000.0
     count = len(kp2d)
@@ -54,7 +58,9 @@ def multi_person_record(imgpath: str, size: tuple[int, int], kp2d: np.ndarray, k
     }
 
 
-def group_annotations(annotations: Sequence[Mapping[str, Any]], path: Path) -> dict[int, list[Mapping[str, Any]]]:
+def group_annotations(
+    annotations: Sequence[Mapping[str, Any]], path: Path
+) -> dict[int, list[Mapping[str, Any]]]:
     """COCO-style annotations grouped by `image_id`, in file order."""
     by_image: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for index, annotation in enumerate(annotations):
@@ -64,14 +70,17 @@ def group_annotations(annotations: Sequence[Mapping[str, Any]], path: Path) -> d
     return by_image
 
 
-def person_arrays(people: Sequence[Mapping[str, Any]], joints: int, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def person_arrays(
+    people: Sequence[Mapping[str, Any]], joints: int, path: Path
+) -> tuple[np.ndarray, np.ndarray]:
     """(P, J, 2) `keypoints_img` and (P, J, 3) `keypoints_cam` of one image's annotations."""
     try:
         kp2d = np.array([np.asarray(p["keypoints_img"], dtype=np.float32).reshape(joints, 2) for p in people])
         kp3d = np.array([np.asarray(p["keypoints_cam"], dtype=np.float32).reshape(joints, 3) for p in people])
     except (KeyError, ValueError) as err:
-        raise StoreFormatError(f"{path}: annotation without {joints} keypoints_img (x, y) and keypoints_cam "
-                               f"(x, y, z mm): {err}") from err
+        raise StoreFormatError(
+            f"{path}: annotation without {joints} keypoints_img (x, y) and keypoints_cam (x, y, z mm): {err}"
+        ) from err
     return kp2d.reshape(-1, joints, 2), kp3d.reshape(-1, joints, 3)
 
 
@@ -81,9 +90,10 @@ class MuCo(StoreBackedSource):
 
     Raw: `MuCo-3DHP.json` (the 3DMPPE / RootNet release, COCO-style): `images` {id, file_name, width, height,
     f [fx, fy], c [cx, cy]}, `annotations` {image_id, keypoints_img (21 x 2 px), keypoints_cam (21 x 3 mm)}.
-    ROMP's `annots_augmented.npz` ({file_name: [kp2d (N, 21, 2), kp3d (N, 21, 3) mm, [[fx, fy], [cx, cy]]]}) is
-    read when the json is absent (its composites all have the size of the first one). As in ROMP, only the augmented composites are used (`unaugmented` images are
-    skipped). 2D joints outside the image are marked missing.
+    ROMP's `annots_augmented.npz` ({file_name: [kp2d (N, 21, 2), kp3d (N, 21, 3) mm, [[fx, fy], [cx, cy]]]})
+    is read when the json is absent (its composites all have the size of the first one). As in ROMP, only the
+    augmented composites are used (`unaugmented` images are skipped). 2D joints outside the image are
+    marked missing.
     """
 
     is_3d: ClassVar[bool] = True
@@ -98,8 +108,14 @@ class MuCo(StoreBackedSource):
     """
     provides: ClassVar[str] = "2D + 3D joints (21), root translations, intrinsics; several people per image"
 
-    def __init__(self, root: str | Path, split: str = "train", *, key: str | None = None,
-                 store_dir: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        key: str | None = None,
+        store_dir: str | Path | None = None,
+    ):
         if split != "train":
             raise ValueError(f"muco split={split!r}: MuCo-3DHP has only a training split ('train')")
         super().__init__(root, split, key=key or "muco", store_dir=store_dir)
@@ -121,8 +137,14 @@ class MuCo(StoreBackedSource):
                 continue
             kp2d, kp3d = person_arrays(by_image[int(image["id"])], NUM_JOINTS, path)
             (fx, fy), (cx, cy) = image["f"], image["c"]
-            yield multi_person_record(image["file_name"], (int(image["height"]), int(image["width"])), kp2d, kp3d,
-                                      "muco_21", intrinsics(fx, fy, cx, cy))
+            yield multi_person_record(
+                image["file_name"],
+                (int(image["height"]), int(image["width"])),
+                kp2d,
+                kp3d,
+                "muco_21",
+                intrinsics(fx, fy, cx, cy),
+            )
 
     def _read_romp_npz(self, path: Path) -> Iterator[Mapping[str, Any]]:
         annots: dict[str, Sequence[Any]] = load_romp_annots(path)
@@ -132,6 +154,11 @@ class MuCo(StoreBackedSource):
         for name in names:
             kp2d, kp3d, cam = annots[name]
             (fx, fy), (cx, cy) = np.asarray(cam, dtype=np.float64).reshape(2, 2)
-            yield multi_person_record(name, size, np.asarray(kp2d).reshape(-1, NUM_JOINTS, 2),
-                                      np.asarray(kp3d).reshape(-1, NUM_JOINTS, 3), "muco_21",
-                                      intrinsics(fx, fy, cx, cy))
+            yield multi_person_record(
+                name,
+                size,
+                np.asarray(kp2d).reshape(-1, NUM_JOINTS, 2),
+                np.asarray(kp3d).reshape(-1, NUM_JOINTS, 3),
+                "muco_21",
+                intrinsics(fx, fy, cx, cy),
+            )

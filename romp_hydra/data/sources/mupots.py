@@ -1,4 +1,5 @@
 """MuPoTS-3D: the multi-person 3D test set (20 sequences TS1-TS20, indoor and outdoor)."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ VAL_STRIDE = 10  # ROMP's 'val' split: every 10th image of the test set
 
 
 class MuPoTS(StoreBackedSource):
-    """MuPoTS-3D: several people per image, 2D + 3D joints (17), root translations, intrinsics. Every person in
-    an image is labelled; no track ids.
+    """MuPoTS-3D: several people per image, 2D + 3D joints (17), root translations, intrinsics. Every person
+    in an image is labelled; no track ids.
 
     Annotations: `MuPoTS-3D.json` (the 3DMPPE / RootNet release, COCO-style): `images` {id, file_name
     (`TS<k>/img_<n:06d>.jpg`), width, height, intrinsic [fx, fy, cx, cy]}, `annotations` {image_id,
@@ -38,10 +39,18 @@ class MuPoTS(StoreBackedSource):
     """
     provides: ClassVar[str] = "2D + 3D joints (17), root translations, intrinsics; several people per image"
 
-    def __init__(self, root: str | Path, split: str = "test", *, key: str | None = None,
-                 store_dir: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "test",
+        *,
+        key: str | None = None,
+        store_dir: str | Path | None = None,
+    ):
         if split not in ("test", "val"):
-            raise ValueError(f"mupots split={split!r}: use 'test' (all images) or 'val' (every {VAL_STRIDE}th)")
+            raise ValueError(
+                f"mupots split={split!r}: use 'test' (all images) or 'val' (every {VAL_STRIDE}th)"
+            )
         super().__init__(root, split, key=key or "mupots", store_dir=store_dir)
 
     def annotation_files(self) -> list[Path]:
@@ -60,5 +69,11 @@ class MuPoTS(StoreBackedSource):
                 continue
             kp2d, kp3d = person_arrays(people, NUM_JOINTS, path)
             fx, fy, cx, cy = (float(v) for v in image["intrinsic"])
-            yield multi_person_record(image["file_name"], (int(image["height"]), int(image["width"])), kp2d, kp3d,
-                                      "mupots_17", intrinsics(fx, fy, cx, cy))
+            yield multi_person_record(
+                image["file_name"],
+                (int(image["height"]), int(image["width"])),
+                kp2d,
+                kp3d,
+                "mupots_17",
+                intrinsics(fx, fy, cx, cy),
+            )

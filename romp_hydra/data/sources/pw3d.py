@@ -1,4 +1,5 @@
 """3DPW (3D Poses in the Wild): the official sequence files, or VIBE's preprocessed databases."""
+
 from __future__ import annotations
 
 import logging
@@ -17,17 +18,28 @@ from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PW3D", "GT_SOURCES", "camera_frame_params"]
+__all__ = ["GT_SOURCES", "PW3D", "camera_frame_params"]
 
 GT_SOURCES = ("sequence", "vibe")
 SEQUENCE_FOLDERS = {"train": "train", "val": "validation", "test": "test"}
 GENDERS = {"m": "male", "f": "female", "male": "male", "female": "female"}
-# 3DPW labels only the one or two people it tracks: no centre-map loss on its images (all_persons_labelled False).
+# 3DPW labels only the one or two people it tracks: no centre-map loss on its images (all labelled = False).
 VMASK_2D = (True, False, False)
 VMASK_3D_SEQUENCE = (True, True, True, True, True, True)
 VMASK_3D_VIBE = (True, True, True, True, True, False)  # VIBE's db has no camera-frame translation
 # VIBE's training db stores 49 joints (25 OpenPose + 24 SPIN); SPIN's first 14 are the LSP joints.
 VIBE_TRAIN_LSP14 = slice(25, 39)
+SEQUENCE_FIELDS = (
+    "poses",
+    "trans",
+    "betas",
+    "poses2d",
+    "campose_valid",
+    "cam_poses",
+    "cam_intrinsics",
+    "genders",
+)
+VIBE_FIELDS = ("vid_name", "frame_id", "joints2D", "joints3D", "pose", "shape")
 
 
 def camera_frame_params(pose: np.ndarray, betas: np.ndarray, camera_rotation: np.ndarray) -> np.ndarray:
@@ -37,7 +49,9 @@ def camera_frame_params(pose: np.ndarray, betas: np.ndarray, camera_rotation: np
         pose: (N, 72) world-frame SMPL pose; betas: (10,) shape; camera_rotation: (N, 3, 3) world-to-camera.
     """
     pose = np.asarray(pose, dtype=np.float64).reshape(-1, 72)
-    orient = Rotation.from_matrix(np.asarray(camera_rotation, dtype=np.float64)) * Rotation.from_rotvec(pose[:, :3])
+    orient = Rotation.from_matrix(np.asarray(camera_rotation, dtype=np.float64)) * Rotation.from_rotvec(
+        pose[:, :3]
+    )
     out = np.empty((len(pose), 76), dtype=np.float32)
     out[:, :3] = orient.as_rotvec()
     out[:, 3:66] = pose[:, 3:66]
@@ -46,15 +60,15 @@ def camera_frame_params(pose: np.ndarray, betas: np.ndarray, camera_rotation: np
 
 
 class PW3D(StoreBackedSource):
-    """3DPW: in-the-wild video, 1-2 tracked people per frame, with 2D joints, 3D joints, SMPL pose + shape and
-    intrinsics. Only the tracked people are labelled (no centre-map loss on its images); no track ids are used.
+    """3DPW: in-the-wild video, 1-2 tracked people per frame, with 2D joints, 3D joints, SMPL pose + shape
+    and intrinsics. Only the tracked people are labelled (no centre-map loss on its images); no track ids.
 
     Ground truth (`gt_source`):
 
     * 'sequence' (default): the official `sequenceFiles/<train|validation|test>/<seq>.pkl` (pickle, latin1):
       per actor `poses` (N, 72), `trans`, `betas`, `poses2d` (N, 3, 18, OpenPose/COCO-18 with confidence),
       `campose_valid`, plus `cam_poses` (N, 4, 4, world to camera), `cam_intrinsics`, `genders`,
-      `img_frame_ids`. A person is used in a frame when its `poses2d` is not all zero and `campose_valid` holds.
+      `img_frame_ids`. A person is used in a frame when its `poses2d` is not all zero and `campose_valid`.
       3D joints (our 54, which contain SMPL's 24) come from the actor's gendered body model (neutral if the
       gendered files are missing) posed with `poses`, moved by `trans` and taken into the camera with
       `cam_poses`; the global orient is rotated into the camera the same way, and the root translation is the
@@ -64,7 +78,8 @@ class PW3D(StoreBackedSource):
       49), camera-frame SMPL pose and shape, `valid` flags. This is the ground truth of ROMP's 3DPW protocol 2
       numbers. Note that VIBE built its 'val' db from the *test* sequences.
 
-    Images: `imageFiles/<seq>/image_<frame:05d>.jpg`; the folder name is the sequence, which evaluation groups by.
+    Images: `imageFiles/<seq>/image_<frame:05d>.jpg`; the folder name is the sequence (evaluation groups
+    by it).
 
     Args:
         gt_source: 'sequence' or 'vibe'.
@@ -106,8 +121,10 @@ class PW3D(StoreBackedSource):
         if int(frame_stride) < 1:
             raise ValueError(f"pw3d frame_stride={frame_stride}: must be a positive integer")
         if gt_source == "sequence" and body_model_dir is None:
-            raise ValueError("pw3d gt_source=sequence needs body_model_dir (the folder with SMPL_*.pkl), e.g. "
-                             "body_model_dir=${paths.smpl_dir}; or use gt_source=vibe")
+            raise ValueError(
+                "pw3d gt_source=sequence needs body_model_dir (the folder with SMPL_*.pkl), e.g. "
+                "body_model_dir=${paths.smpl_dir}; or use gt_source=vibe"
+            )
         super().__init__(root, split, key=key or "pw3d", store_dir=store_dir)
         self.gt_source = gt_source
         self.frame_stride = int(frame_stride)
@@ -117,7 +134,9 @@ class PW3D(StoreBackedSource):
     @property
     def store_path(self) -> Path:
         body = f"_{self.body_model_kind}" if self.gt_source == "sequence" else ""
-        return self.store_dir / f"{self.key}_{self.split}_{self.gt_source}_stride{self.frame_stride}{body}.npz"
+        return (
+            self.store_dir / f"{self.key}_{self.split}_{self.gt_source}_stride{self.frame_stride}{body}.npz"
+        )
 
     @property
     def vibe_db_path(self) -> Path:
@@ -143,12 +162,11 @@ class PW3D(StoreBackedSource):
     def _image(self, sequence: str, frame: int) -> str:
         return f"imageFiles/{sequence}/image_{int(frame):05d}.jpg"
 
-    # -- the official sequence files ------------------------------------------------------------------------------
+    # -- the official sequence files -------------------------------------------------------------------------
     def _read_sequence(self, path: Path, smpl: SMPLJoints) -> Iterator[Mapping[str, Any]]:
         with open(path, "rb") as file:
             data = pickle.load(file, encoding="latin1")  # Python 2 pickles of numpy arrays
-        missing = [k for k in ("poses", "trans", "betas", "poses2d", "campose_valid", "cam_poses", "cam_intrinsics",
-                               "genders") if k not in data]
+        missing = [field for field in SEQUENCE_FIELDS if field not in data]
         if missing:
             raise StoreFormatError(f"{path}: missing field(s) {missing}; is it a 3DPW sequence file?")
         sequence = path.stem
@@ -159,7 +177,7 @@ class PW3D(StoreBackedSource):
         persons: dict[int, list[dict[str, np.ndarray]]] = defaultdict(list)  # frame -> labelled people
         for actor, gender_code in enumerate(data["genders"]):
             poses2d = np.asarray(data["poses2d"][actor], dtype=np.float32)  # (N, 3, 18)
-            valid = (np.abs(poses2d).reshape(num_frames, -1).sum(axis=1) > 0)
+            valid = np.abs(poses2d).reshape(num_frames, -1).sum(axis=1) > 0
             valid &= np.asarray(data["campose_valid"][actor]).reshape(-1).astype(bool) & kept
             frames = np.flatnonzero(valid)
             if len(frames) == 0:
@@ -168,39 +186,48 @@ class PW3D(StoreBackedSource):
             pose = np.asarray(data["poses"][actor], dtype=np.float64)[frames]
             betas = np.asarray(data["betas"][actor], dtype=np.float32).reshape(-1)[:10]
             world_params = np.concatenate([pose[:, :66], np.tile(betas, (len(frames), 1))], axis=1)
-            world_joints = smpl(world_params, gender) + np.asarray(data["trans"][actor], np.float64)[frames, None]
+            world_joints = (
+                smpl(world_params, gender) + np.asarray(data["trans"][actor], np.float64)[frames, None]
+            )
             rotation, translation = cam_poses[frames, :3, :3], cam_poses[frames, :3, 3]
             cam_joints = np.einsum("nij,nkj->nki", rotation, world_joints) + translation[:, None]
             params = camera_frame_params(pose, betas, rotation)
             for i, frame in enumerate(frames):
-                persons[int(frame)].append({
-                    "kp2d": convert_to_54(poses2d[frame].T, "coco_18"),
-                    "kp3d": cam_joints[i].astype(np.float32),
-                    "params": params[i],
-                })
+                persons[int(frame)].append(
+                    {
+                        "kp2d": convert_to_54(poses2d[frame].T, "coco_18"),
+                        "kp3d": cam_joints[i].astype(np.float32),
+                        "params": params[i],
+                    }
+                )
         if not persons:
             return
         size = image_size(self.root / self._image(sequence, frame_ids[min(persons)]), self.not_found)
         cam_mat = np.asarray(data["cam_intrinsics"], dtype=np.float32).reshape(3, 3)
         for frame in sorted(persons):
             people = persons[frame]
-            yield self._record(self._image(sequence, frame_ids[frame]), size, people, VMASK_3D_SEQUENCE, cam_mat)
+            yield self._record(
+                self._image(sequence, frame_ids[frame]), size, people, VMASK_3D_SEQUENCE, cam_mat
+            )
 
-    # -- VIBE's database ------------------------------------------------------------------------------------------
+    # -- VIBE's database -------------------------------------------------------------------------------------
     def _read_vibe_db(self) -> Iterator[Mapping[str, Any]]:
         import joblib
 
         path = self.require(self.vibe_db_path, "VIBE's 3DPW database")
         log.info("reading VIBE's joblib database %s (a pickle: this file is trusted)", path)
         db = joblib.load(path)
-        missing = [k for k in ("vid_name", "frame_id", "joints2D", "joints3D", "pose", "shape") if k not in db]
+        missing = [field for field in VIBE_FIELDS if field not in db]
         if missing:
             raise StoreFormatError(f"{path}: missing field(s) {missing}; is it VIBE's 3dpw_<split>_db.pt?")
-        joints3d = np.asarray(db["joints3D"], dtype=np.float32)[..., :3]  # SPIN-style arrays may carry a 4th column
+        # SPIN-style joint arrays may carry a 4th (confidence) column.
+        joints3d = np.asarray(db["joints3D"], dtype=np.float32)[..., :3]
         if joints3d.shape[1] == 49:
             joints3d = joints3d[:, VIBE_TRAIN_LSP14]
         elif joints3d.shape[1] != 14:
-            raise StoreFormatError(f"{path}: joints3D has shape {joints3d.shape}, expected (M, 49, 3) or (M, 14, 3)")
+            raise StoreFormatError(
+                f"{path}: joints3D has shape {joints3d.shape}, expected (M, 49, 3) or (M, 14, 3)"
+            )
         joints2d = np.asarray(db["joints2D"], dtype=np.float32).reshape(-1, 14, 3)
         pose = np.asarray(db["pose"], dtype=np.float32).reshape(-1, 72)
         shape = np.asarray(db["shape"], dtype=np.float32).reshape(-1, 10)
@@ -211,11 +238,13 @@ class PW3D(StoreBackedSource):
             frame = int(db["frame_id"][row])
             if frame % self.frame_stride:
                 continue
-            frames[(sequence, frame)].append({
-                "kp2d": convert_to_54(joints2d[row], "lsp_14"),
-                "kp3d": convert_to_54(joints3d[row], "lsp_14"),
-                "params": np.concatenate([pose[row, :66], shape[row]]),
-            })
+            frames[(sequence, frame)].append(
+                {
+                    "kp2d": convert_to_54(joints2d[row], "lsp_14"),
+                    "kp3d": convert_to_54(joints3d[row], "lsp_14"),
+                    "params": np.concatenate([pose[row, :66], shape[row]]),
+                }
+            )
         sizes: dict[str, tuple[int, int]] = {}
         for (sequence, frame), people in frames.items():
             imgpath = self._image(sequence, frame)
@@ -224,8 +253,13 @@ class PW3D(StoreBackedSource):
             yield self._record(imgpath, sizes[sequence], people, VMASK_3D_VIBE, None)
 
     @staticmethod
-    def _record(imgpath: str, size: tuple[int, int], people: list[dict[str, np.ndarray]],
-                vmask_3d: tuple[bool, ...], cam_mat: np.ndarray | None) -> dict[str, Any]:
+    def _record(
+        imgpath: str,
+        size: tuple[int, int],
+        people: list[dict[str, np.ndarray]],
+        vmask_3d: tuple[bool, ...],
+        cam_mat: np.ndarray | None,
+    ) -> dict[str, Any]:
         count = len(people)
         kp3ds = np.stack([p["kp3d"] for p in people])
         return {

@@ -29,6 +29,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -59,6 +60,10 @@ META_FILE = "meta.json"
 _JPEG_QUALITY = 95
 # Below this many samples per process, starting worker processes costs more than it saves.
 _MIN_SAMPLES_PER_WORKER = 32
+# fork on Linux (as DataLoader workers): the children need not re-import the caller's main module, which
+# under spawn re-runs an unguarded script and deadlocks on our lock. torch resets its thread pools in
+# forked children. Elsewhere fork is unsafe (macOS) and the usual `if __name__ == "__main__"` rule applies.
+_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 
 
 def sample_rng(seed: int, split: str, variant: str, index: int) -> np.random.Generator:
@@ -181,14 +186,14 @@ def _generate(
     workers = min(max(num_workers, 1), math.ceil(num_samples / _MIN_SAMPLES_PER_WORKER))
     if workers <= 1:
         generator = SceneGenerator(config, load_body_model(body_model_kind, body_model_dir))
-        return _generate_indices(generator, staging, seed, split, variant, range(num_samples))
+        with _single_torch_thread():
+            return _generate_indices(generator, staging, seed, split, variant, range(num_samples))
 
     chunk = max(8, math.ceil(num_samples / (workers * 8)))
     tasks = [(str(staging), seed, split, variant, range(start, min(start + chunk, num_samples)))
              for start in range(0, num_samples, chunk)]  # fmt: skip
     records: list[dict[str, Any]] = []
-    # spawn, not fork: forking a process whose torch thread pools are running can deadlock the children.
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(_START_METHOD)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(config, body_model_kind, str(body_model_dir))) as pool:  # fmt: skip
         for part in pool.map(_worker_task, tasks):
@@ -257,6 +262,20 @@ def _folder_fingerprint(folder: Path) -> str:
             for block in iter(lambda: file.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _single_torch_thread() -> Iterator[None]:
+    """Run the body model on one thread: its small matrices gain nothing from more, and on a busy machine
+    thread contention makes it several times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ GENERATOR_VERSION = 1
 
 NUM_BETAS = 10
 _PLACEMENT_ATTEMPTS = 30
-_MIN_VISIBLE_TORSO_JOINTS = 2  # a person whose torso is hidden behind others is removed from the scene
+_MIN_VISIBLE_TORSO_JOINTS = 2  # fewer, and hidden behind others: the person is removed from the scene
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,7 @@ class SyntheticSample:
     params: np.ndarray  # (N, 76) float32: global orient (camera axes) 3 + body pose 63 + betas 10
     root_trans: np.ndarray  # (N, 3) float32, camera-frame position of the root (mid-hip)
     cam_mat: np.ndarray  # (3, 3) float32 intrinsics
+    person_index: np.ndarray  # (H, W) int8: the person each pixel shows, -1 for background (not cached)
 
 
 # ---- clothing ----------------------------------------------------------------------------------------------------
@@ -281,9 +282,9 @@ class SceneGenerator:
             )
             hidden = [
                 k for k, (i, t) in enumerate(zip(people, translations))
-                if _visible_torso_joints(joints[i] + t, cam_mat, mesh_index, k) < _MIN_VISIBLE_TORSO_JOINTS
+                if _hidden_by_others(joints[i] + t, cam_mat, mesh_index, k)
             ]  # fmt: skip
-            if not hidden or len(hidden) == len(people):
+            if not hidden:
                 break
             # Dropping people only uncovers the others, so the loop ends.
             keep = [k for k in range(len(people)) if k not in hidden]
@@ -304,6 +305,7 @@ class SceneGenerator:
             params=params[people],
             root_trans=root_trans.astype(np.float32),
             cam_mat=cam_mat.astype(np.float32),
+            person_index=mesh_index.astype(np.int8),
         )
 
     def _place(
@@ -354,9 +356,11 @@ def _project(points: np.ndarray, cam_mat: np.ndarray) -> np.ndarray:
     return points[..., :2] / points[..., 2:3] * np.diag(cam_mat)[:2] + cam_mat[:2, 2]
 
 
-def _visible_torso_joints(camera_joints: np.ndarray, cam_mat: np.ndarray, mesh_index: np.ndarray, person: int) -> int:
-    """How many torso joints of ``person`` land on a pixel showing that person's own mesh."""
+def _hidden_by_others(camera_joints: np.ndarray, cam_mat: np.ndarray, mesh_index: np.ndarray, person: int) -> bool:
+    """True if fewer than ``_MIN_VISIBLE_TORSO_JOINTS`` of the person's torso joints land on its own pixels
+    and at least one lands on another person's (a torso seen edge-on or cut by the border is no reason)."""
     height, width = mesh_index.shape
     uv = np.rint(_project(camera_joints[list(TORSO_JOINTS)], cam_mat)).astype(np.int64)
     inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
-    return int((mesh_index[uv[inside, 1], uv[inside, 0]] == person).sum())
+    shown = mesh_index[uv[inside, 1], uv[inside, 0]]
+    return bool((shown == person).sum() < _MIN_VISIBLE_TORSO_JOINTS and ((shown >= 0) & (shown != person)).any())

@@ -81,8 +81,8 @@ def sample_body_pose(rng: np.random.Generator, amplitude_range: tuple[float, flo
     return (REST_POSE + amplitude * (uniform - REST_POSE)).reshape(-1)
 
 
-def sample_betas(rng: np.random.Generator, num_betas: int = 10, clip: float = 2.5) -> np.ndarray:
-    """Shape coefficients ``~ N(0, 1)`` clipped to ``[-clip, clip]`` (extreme bodies look broken)."""
+def sample_betas(rng: np.random.Generator, num_betas: int = 10, clip: float = 2.0) -> np.ndarray:
+    """Shape coefficients ``~ N(0, 1)`` clipped to ``[-clip, clip]`` (beyond, bodies stop looking human)."""
     return np.clip(rng.standard_normal(num_betas), -clip, clip)
 
 

@@ -3,6 +3,7 @@
 Every writer returns the raw arrays it wrote, so tests can check where each value lands. People are drawn from
 one standing-person layout (`body_2d` / `body_3d`); tests overwrite a few joints with distinctive values.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,10 @@ def write_image(path: Path, height: int, width: int, value: int = 90) -> Path:
     """A small JPEG with a gradient (so it is not blank) at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows, cols = np.mgrid[0:height, 0:width]
-    image = np.stack([np.full_like(rows, value), rows * 255 // max(height - 1, 1), cols * 255 // max(width - 1, 1)],
-                     axis=-1).astype(np.uint8)
+    image = np.stack(
+        [np.full_like(rows, value), rows * 255 // max(height - 1, 1), cols * 255 // max(width - 1, 1)],
+        axis=-1,
+    ).astype(np.uint8)
     assert cv2.imwrite(str(path), image)
     return path
 
@@ -75,7 +78,7 @@ def write_video(path: Path, values: list[int], height: int, width: int) -> Path:
     return path
 
 
-# ---- batches through the real pipeline ------------------------------------------------------------------------
+# ---- batches through the real pipeline ---------------------------------------------------------------------
 def pipeline_batch(source: Any, indices: list[int] | None = None, *, train: bool = True) -> dict[str, Any]:
     """The collated batch of `source`'s items (default: all) through the training (or evaluation) pipeline."""
     settings = {"input_size": INPUT_SIZE, "centermap_size": INPUT_SIZE // 8, "max_person": 8}
@@ -100,7 +103,7 @@ def assert_valid_batch(batch: dict[str, Any], persons_per_image: list[int], *, k
         torch.testing.assert_close(hips, torch.zeros_like(hips), atol=1e-5, rtol=0)
 
 
-# ---- Human3.6M (ROMP's annots.npz) ------------------------------------------------------------------------------
+# ---- Human3.6M (ROMP's annots.npz) -------------------------------------------------------------------------
 H36M_TRAIN_NAMES = ("S1_Directions 1_0_0.jpg", "S1_Directions 1_0_1.jpg", "S1_Directions 1_0_2.jpg")
 H36M_TEST_NAMES = ("S9_Walking 1_1_0.jpg", "S11_Sitting_3_5.jpg")
 H36M_IMAGE = (120, 100)  # (H, W)
@@ -130,7 +133,7 @@ def write_h36m(root: Path) -> dict[str, dict[str, Any]]:
     return annots
 
 
-# ---- MPI-INF-3DHP (raw release, ROMP's annots.npz, test set in MATLAB v7.3) --------------------------------------
+# ---- MPI-INF-3DHP (raw release, ROMP's annots.npz, test set in MATLAB v7.3) --------------------------------
 MPIINF_SIZE = 64  # square frames
 MPIINF_FOCAL = 50.0
 
@@ -144,8 +147,14 @@ def mpiinf_pose(camera: int, frame: int) -> tuple[np.ndarray, np.ndarray]:
     return kp2d, kp3d
 
 
-def write_mpiinf_sequence(root: Path, subject: int, sequence: int, cameras: tuple[int, ...], frames: int = 3,
-                          out_of_view: tuple[int, int] | None = None) -> dict[str, Any]:
+def write_mpiinf_sequence(
+    root: Path,
+    subject: int,
+    sequence: int,
+    cameras: tuple[int, ...],
+    frames: int = 3,
+    out_of_view: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """S<subject>/Seq<sequence>/: annot.mat (14 camera cells), camera.calibration, a video per camera in
     `cameras`. `out_of_view=(camera, frame)` puts that frame's right ankle outside the image."""
     folder = root / f"S{subject}" / f"Seq{sequence}"
@@ -159,19 +168,37 @@ def write_mpiinf_sequence(root: Path, subject: int, sequence: int, cameras: tupl
             kp2d[out_of_view[1], index_of("mpi_inf_28", "R_Ankle")] = (MPIINF_SIZE + 5.0, 10.0)
         annot2[camera, 0] = kp2d.reshape(frames, 56)
         annot3[camera, 0] = np.stack([p[1] for p in poses]).reshape(frames, 84)
-    savemat(folder / "annot.mat", {"annot2": annot2, "annot3": annot3, "univ_annot3": annot3,
-                                   "frames": np.arange(frames)[:, None], "cameras": np.arange(14)[None]})
+    savemat(
+        folder / "annot.mat",
+        {
+            "annot2": annot2,
+            "annot3": annot3,
+            "univ_annot3": annot3,
+            "frames": np.arange(frames)[:, None],
+            "cameras": np.arange(14)[None],
+        },
+    )
     lines = ["Skeletool Camera Calibration File V1.0"]
     for camera in range(14):
         fx = MPIINF_FOCAL + camera
         intrinsic = [fx, 0, 32, 0, 0, fx, 31, 0, 0, 0, 1, 0, 0, 0, 0, 1]
-        lines += [f"name          {camera}", "  sensor      10 10", f"  size        {MPIINF_SIZE} {MPIINF_SIZE}",
-                  "  animated    0", "  intrinsic   " + " ".join(f"{v:g}" for v in intrinsic) + " ",
-                  "  extrinsic   1 0 0 0 0 1 0 0 0 0 1 3000 0 0 0 1 ", "  radial      0"]
+        lines += [
+            f"name          {camera}",
+            "  sensor      10 10",
+            f"  size        {MPIINF_SIZE} {MPIINF_SIZE}",
+            "  animated    0",
+            "  intrinsic   " + " ".join(f"{v:g}" for v in intrinsic) + " ",
+            "  extrinsic   1 0 0 0 0 1 0 0 0 0 1 3000 0 0 0 1 ",
+            "  radial      0",
+        ]
     (folder / "camera.calibration").write_text("\n".join(lines) + "\n")
     for camera in cameras:
-        write_video(folder / "imageSequence" / f"video_{camera}.avi", [40 + 80 * f for f in range(frames)],
-                    MPIINF_SIZE, MPIINF_SIZE)
+        write_video(
+            folder / "imageSequence" / f"video_{camera}.avi",
+            [40 + 80 * f for f in range(frames)],
+            MPIINF_SIZE,
+            MPIINF_SIZE,
+        )
     return {"annot2": annot2, "annot3": annot3}
 
 
@@ -180,16 +207,20 @@ def write_mpiinf_romp(root: Path, names: list[str]) -> dict[str, dict[str, Any]]
     annots = {}
     for i, name in enumerate(names):
         kp2d, kp3d = mpiinf_pose(0, i)
-        annots[name] = {"kp2d": kp2d, "kp3d": kp3d / 1000.0, "intrinsics": [51.0, 52.0, 30.0, 29.0],
-                        "extrinsics": [np.eye(3), np.zeros(3)]}
+        annots[name] = {
+            "kp2d": kp2d,
+            "kp3d": kp3d / 1000.0,
+            "intrinsics": [51.0, 52.0, 30.0, 29.0],
+            "extrinsics": [np.eye(3), np.zeros(3)],
+        }
         write_image(root / "images" / name, MPIINF_SIZE, MPIINF_SIZE)
     np.savez(root / "annots.npz", annots=annots, frame_info={})
     return annots
 
 
 def write_mat73(path: Path, variables: dict[str, np.ndarray]) -> Path:
-    """A MATLAB v7.3 MAT-file: HDF5 with MATLAB's 512-byte header as user block and each variable stored with its
-    dimensions reversed (MATLAB is column-major), as MATLAB's `save -v7.3` writes it."""
+    """A MATLAB v7.3 MAT-file: HDF5 with MATLAB's 512-byte header as user block and each variable stored with
+    its dimensions reversed (MATLAB is column-major), as MATLAB's `save -v7.3` writes it."""
     import h5py
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +228,9 @@ def write_mat73(path: Path, variables: dict[str, np.ndarray]) -> Path:
         for name, value in variables.items():
             dataset = mat.create_dataset(name, data=np.asarray(value, dtype=np.float64).T)
             dataset.attrs["MATLAB_class"] = np.bytes_("double")
-    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 ."
+    header = (
+        b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 ."
+    )
     with open(path, "r+b") as file:
         file.write(header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM")
     return path
@@ -207,7 +240,7 @@ MPIINF_TEST_SIZE = (72, 96)  # (H, W)
 
 
 def mpiinf_test_pose(frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(17, 2) pixels, (17, 3) mm camera frame, (17, 3) mm universal skeleton of the test subject at `frame`."""
+    """(17, 2) pixels, (17, 3) mm camera frame and (17, 3) mm universal skeleton of the subject at `frame`."""
     kp2d = body_2d("mpi_inf_test_17", (48 + frame, 36), 50)
     kp2d[index_of("mpi_inf_test_17", "L_Wrist")] = (60.5 + frame, 33.25)
     kp3d = body_3d("mpi_inf_test_17", (0.2, 0.1, 4.0 + frame)) * 1000.0
@@ -216,9 +249,11 @@ def mpiinf_test_pose(frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return kp2d, kp3d, univ
 
 
-def write_mpiinf_test(root: Path, sequence: int, valid: list[int], out_of_view_frame: int | None) -> dict[str, Any]:
-    """TS<sequence>/annot_data.mat (MATLAB v7.3: annot2 2x17x1xF, annot3/univ_annot3 3x17x1xF, valid_frame 1xF)
-    and TS<sequence>/imageSequence/img_<f+1:06d>.jpg for every frame."""
+def write_mpiinf_test(
+    root: Path, sequence: int, valid: list[int], out_of_view_frame: int | None
+) -> dict[str, Any]:
+    """TS<sequence>/annot_data.mat (MATLAB v7.3: annot2 2x17x1xF, annot3 / univ_annot3 3x17x1xF, valid_frame
+    1xF) and TS<sequence>/imageSequence/img_<f+1:06d>.jpg for every frame."""
     poses = [mpiinf_test_pose(f) for f in range(len(valid))]
     annot2 = np.stack([p[0] for p in poses])  # (F, 17, 2)
     if out_of_view_frame is not None:
@@ -230,16 +265,21 @@ def write_mpiinf_test(root: Path, sequence: int, valid: list[int], out_of_view_f
         return values.transpose(2, 1, 0)[:, :, None, :]
 
     folder = root / f"TS{sequence}"
-    write_mat73(folder / "annot_data.mat", {
-        "annot2": matlab_order(annot2), "annot3": matlab_order(annot3), "univ_annot3": matlab_order(univ),
-        "valid_frame": np.asarray(valid, dtype=np.float64)[None],
-    })
+    write_mat73(
+        folder / "annot_data.mat",
+        {
+            "annot2": matlab_order(annot2),
+            "annot3": matlab_order(annot3),
+            "univ_annot3": matlab_order(univ),
+            "valid_frame": np.asarray(valid, dtype=np.float64)[None],
+        },
+    )
     for frame in range(len(valid)):
         write_image(folder / "imageSequence" / f"img_{frame + 1:06d}.jpg", *MPIINF_TEST_SIZE)
     return {"annot2": annot2, "annot3": annot3, "univ_annot3": univ}
 
 
-# ---- MuCo-3DHP / MuPoTS-3D (COCO-style json of the 3DMPPE release) ----------------------------------------------
+# ---- MuCo-3DHP / MuPoTS-3D (COCO-style json of the 3DMPPE release) -----------------------------------------
 def multi_person(joint_set: str, count: int, image_index: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(P, J, 2) pixels and (P, J, 3) millimetres for `count` people side by side."""
     kp2d, kp3d = [], []
@@ -254,8 +294,14 @@ def multi_person(joint_set: str, count: int, image_index: int, width: int) -> tu
     return np.array(kp2d), np.array(kp3d)
 
 
-def write_coco3d(root: Path, json_name: str, joint_set: str, images: list[tuple[str, int]], size: tuple[int, int],
-                 camera_key: str) -> dict[str, Any]:
+def write_coco3d(
+    root: Path,
+    json_name: str,
+    joint_set: str,
+    images: list[tuple[str, int]],
+    size: tuple[int, int],
+    camera_key: str,
+) -> dict[str, Any]:
     """COCO-style MuCo-3DHP.json / MuPoTS-3D.json with `images` [(file_name, people)] and the images.
 
     camera_key: 'f_c' (MuCo: f [fx, fy], c [cx, cy]) or 'intrinsic' (MuPoTS: [fx, fy, cx, cy])."""
@@ -272,17 +318,22 @@ def write_coco3d(root: Path, json_name: str, joint_set: str, images: list[tuple[
         kp2d, kp3d = multi_person(joint_set, people, image_id, width)
         arrays[file_name] = (kp2d, kp3d)
         for person in range(people):
-            data["annotations"].append({
-                "id": len(data["annotations"]), "image_id": image_id, "category_id": 1,
-                "keypoints_img": kp2d[person].tolist(), "keypoints_cam": kp3d[person].tolist(),
-                "bbox": [0, 0, width, height],
-            })
+            data["annotations"].append(
+                {
+                    "id": len(data["annotations"]),
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "keypoints_img": kp2d[person].tolist(),
+                    "keypoints_cam": kp3d[person].tolist(),
+                    "bbox": [0, 0, width, height],
+                }
+            )
         write_image(root / file_name, height, width)
     (root / json_name).write_text(json.dumps(data))
     return arrays
 
 
-# ---- 3DPW (official sequence files, VIBE db) ---------------------------------------------------------------------
+# ---- 3DPW (official sequence files, VIBE db) ---------------------------------------------------------------
 PW3D_IMAGE = (128, 96)  # (H, W): portrait, like most of 3DPW
 
 
@@ -313,8 +364,13 @@ def write_pw3d_sequence(root: Path, folder: str, sequence: str, frames: int = 4)
     campose_valid = [np.ones(frames, bool), np.ones(frames, bool)]
     campose_valid[0][3] = False
     data = {
-        "sequence": sequence, "genders": ["f", "m"], "poses": poses, "trans": trans, "betas": betas,
-        "poses2d": poses2d, "campose_valid": campose_valid,
+        "sequence": sequence,
+        "genders": ["f", "m"],
+        "poses": poses,
+        "trans": trans,
+        "betas": betas,
+        "poses2d": poses2d,
+        "campose_valid": campose_valid,
         "cam_poses": np.stack([pw3d_camera(f) for f in range(frames)]),
         "cam_intrinsics": np.array([[90.0, 0, 48.0], [0, 90.0, 64.0], [0, 0, 1]]),
         "img_frame_ids": np.arange(frames),
@@ -328,15 +384,18 @@ def write_pw3d_sequence(root: Path, folder: str, sequence: str, frames: int = 4)
     return data
 
 
-def write_vibe_db(root: Path, split: str, rows: list[tuple[str, int]], joints3d: int) -> dict[str, np.ndarray]:
+def write_vibe_db(
+    root: Path, split: str, rows: list[tuple[str, int]], joints3d: int
+) -> dict[str, np.ndarray]:
     """vibe_db/3dpw_<split>_db.pt (joblib) with one row per (vid_name, frame_id); the last row is not valid.
     `joints3d` is 49 (train db) or 14 (val/test db). Also writes the images."""
     import joblib
 
     count = len(rows)
     rng = np.random.default_rng(2)
-    joints2d = np.stack([np.concatenate([body_2d("lsp_14", (40 + 5 * i, 64), 70), np.ones((14, 1))], 1)
-                         for i in range(count)])
+    joints2d = np.stack(
+        [np.concatenate([body_2d("lsp_14", (40 + 5 * i, 64), 70), np.ones((14, 1))], 1) for i in range(count)]
+    )
     joints2d[:, index_of("lsp_14", "L_Wrist"), :2] = [(55.5 + i, 60.25) for i in range(count)]
     lsp3d = np.stack([body_3d("lsp_14", (0.0, 0.0, 0.1 * i)) for i in range(count)])
     lsp3d[:, index_of("lsp_14", "L_Wrist")] = [(0.3 + 0.01 * i, 0.02, 0.1) for i in range(count)]
@@ -346,10 +405,17 @@ def write_vibe_db(root: Path, split: str, rows: list[tuple[str, int]], joints3d:
     else:
         full = lsp3d
     db = {
-        "vid_name": np.array([name for name, _ in rows]), "frame_id": np.array([f for _, f in rows]),
-        "img_name": np.array([f"/somewhere/imageFiles/{name.rsplit('_', 1)[0]}/image_{f:05d}.jpg" for name, f in rows]),
-        "joints2D": joints2d, "joints3D": full, "shape": rng.uniform(-1, 1, (count, 10)),
-        "pose": rng.uniform(-0.4, 0.4, (count, 72)), "bbox": np.zeros((count, 4)), "features": np.zeros((count, 8)),
+        "vid_name": np.array([name for name, _ in rows]),
+        "frame_id": np.array([f for _, f in rows]),
+        "img_name": np.array(
+            [f"/somewhere/imageFiles/{name.rsplit('_', 1)[0]}/image_{f:05d}.jpg" for name, f in rows]
+        ),
+        "joints2D": joints2d,
+        "joints3D": full,
+        "shape": rng.uniform(-1, 1, (count, 10)),
+        "pose": rng.uniform(-0.4, 0.4, (count, 72)),
+        "bbox": np.zeros((count, 4)),
+        "features": np.zeros((count, 8)),
         "valid": np.array([1] * (count - 1) + [0]),
     }
     path = root / "vibe_db" / f"3dpw_{split}_db.pt"
@@ -362,7 +428,7 @@ def write_vibe_db(root: Path, split: str, rows: list[tuple[str, int]], joints3d:
     return db
 
 
-# ---- CMU Panoptic (CRMH pickles) ---------------------------------------------------------------------------------
+# ---- CMU Panoptic (CRMH pickles) ---------------------------------------------------------------------------
 CMUP_ANNOT_SIZE = (60, 104)  # (H, W) of the annotation's coordinates
 CMUP_IMAGE = (120, 208)  # (H, W) of the images: twice the annotation's resolution
 
@@ -388,8 +454,15 @@ def write_cmup(root: Path) -> list[dict[str, Any]]:
             kp2d[2, 1:, 0] = CMUP_ANNOT_SIZE[1] + 10.0
         kp3d[0, index_of("cmup_j24", "R_Ankle"), 3] = 0.05  # below the confidence threshold
         name = f"hdImgs/00_16/00_16_{frame:08d}.png"
-        entries.append({"filename": f"panoptic/160422_haggling1/{name}", "width": CMUP_ANNOT_SIZE[1],
-                        "height": CMUP_ANNOT_SIZE[0], "kpts2d": kp2d, "kpts3d": kp3d})
+        entries.append(
+            {
+                "filename": f"panoptic/160422_haggling1/{name}",
+                "width": CMUP_ANNOT_SIZE[1],
+                "height": CMUP_ANNOT_SIZE[0],
+                "kpts2d": kp2d,
+                "kpts3d": kp3d,
+            }
+        )
         write_image(root / "images" / f"160422_haggling1-00_16_{frame:08d}.jpg", *CMUP_IMAGE)
     (root / "panoptic_annot").mkdir(parents=True, exist_ok=True)
     with open(root / "panoptic_annot" / "160422_haggling1.pkl", "wb") as file:

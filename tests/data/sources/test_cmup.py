@@ -1,4 +1,5 @@
 """CMU Panoptic (CRMH pickles): visible people, 2D scaled to the image, 17 H36M joints as 3D ground truth."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,13 +8,22 @@ import pytest
 from romp_hydra.body.joint_sets import H36M_17_STANDARD, JOINT54
 from romp_hydra.data.base import DatasetNotFoundError
 from romp_hydra.data.sources.cmup import CMUPanoptic, image_name
-from tests.data.sources.fixtures_3d import CMUP_IMAGE, assert_valid_batch, index_of, pipeline_batch, write_cmup
+from tests.data.sources.fixtures_3d import (
+    CMUP_IMAGE,
+    assert_valid_batch,
+    index_of,
+    pipeline_batch,
+    write_cmup,
+)
 
 L_WRIST = JOINT54["L_Wrist"]
 
 
 def test_image_names_follow_romp_layout():
-    assert image_name("panoptic/160422_mafia2/hdImgs/00_16/00_16_00001234.png") == "160422_mafia2-00_16_00001234.jpg"
+    assert (
+        image_name("panoptic/160422_mafia2/hdImgs/00_16/00_16_00001234.png")
+        == "160422_mafia2-00_16_00001234.jpg"
+    )
     with pytest.raises(ValueError, match="sequence"):
         image_name("00_16_00001234.png")
 
@@ -37,7 +47,9 @@ def test_people_joints_and_ground_truth(tmp_path):
     present = {JOINT54[name] for name in H36M_17_STANDARD} - {JOINT54["R_Ankle"]}
     assert {int(j) for j in np.flatnonzero((kp3d != -2).all(axis=1))} == present
     raw_pelvis = entries[0]["kpts3d"][0, index_of("cmup_j24", "Pelvis"), :3]
-    np.testing.assert_allclose(kp3d[JOINT54["Pelvis"]], raw_pelvis + [0, -0.06, 0], rtol=1e-6)  # moved up 6 cm
+    np.testing.assert_allclose(
+        kp3d[JOINT54["Pelvis"]], raw_pelvis + [0, -0.06, 0], rtol=1e-6
+    )  # moved up 6 cm
     assert info["vmask_2d"].tolist() == [[True, False, True]] * 2
     assert info["vmask_3d"].tolist() == [[True, False, False, False, False, False]] * 2
     assert info["params"] is None or (info["params"] == -10).all()

@@ -1,4 +1,5 @@
 """The conf/source and conf/dataset files of the 3D / video / evaluation sources build their classes."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,10 @@ CONFIGS = {
 def test_config_builds_the_source(dataset, compose_cfg, tmp_path):
     key, folder, class_name, split = CONFIGS[dataset]
     (tmp_path / folder).mkdir(parents=True)
-    cfg = compose_cfg([f"dataset={dataset}", f"paths.data_dir={tmp_path}", f"paths.smpl_dir={tmp_path / 'smpl'}"],
-                      config_name="pack")
+    cfg = compose_cfg(
+        [f"dataset={dataset}", f"paths.data_dir={tmp_path}", f"paths.smpl_dir={tmp_path / 'smpl'}"],
+        config_name="pack",
+    )
     source = instantiate_source(key, cfg.dataset.members[key])
     assert type(source).__name__ == class_name
     assert source.key == key and source.split == split and source.root == tmp_path / folder

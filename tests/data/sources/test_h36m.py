@@ -1,4 +1,5 @@
 """Human3.6M from ROMP's annots.npz: splits, joints by name, SMPL-regressed vs mocap 3D, errors, batches."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -81,8 +82,11 @@ def test_train_split_regresses_joints_from_gendered_smpl(h36m_root, shared_cache
     expected = {}
     for gender in ("female", "male"):  # S1 is female
         model = build_body_model("standin", body_dir, gender=gender, root_align=True)
-        expected[gender] = model(global_orient=params[:, :3], body_pose=params[:, 3:66],
-                                 betas=params[:, 66:]).joints54[0].numpy()
+        expected[gender] = (
+            model(global_orient=params[:, :3], body_pose=params[:, 3:66], betas=params[:, 66:])
+            .joints54[0]
+            .numpy()
+        )
     np.testing.assert_allclose(kp3d - hips, expected["female"], atol=1e-5)
     assert np.abs(kp3d - hips - expected["male"]).max() > 1e-3
 

@@ -1,4 +1,5 @@
 """MuCo-3DHP and MuPoTS-3D: COCO-style json of the 3DMPPE release, ROMP's npz for MuCo, several people."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,11 +9,21 @@ from romp_hydra.body.joint_sets import JOINT54
 from romp_hydra.data.base import DatasetNotFoundError
 from romp_hydra.data.sources.muco import MuCo
 from romp_hydra.data.sources.mupots import MuPoTS
-from tests.data.sources.fixtures_3d import assert_valid_batch, index_of, pipeline_batch, write_coco3d, write_image
+from tests.data.sources.fixtures_3d import (
+    assert_valid_batch,
+    index_of,
+    pipeline_batch,
+    write_coco3d,
+    write_image,
+)
 
 L_WRIST, R_ANKLE, HEAD_TOP = JOINT54["L_Wrist"], JOINT54["R_Ankle"], JOINT54["Head_top"]
 MUCO_SIZE = (90, 120)
-MUCO_IMAGES = [("augmented_set/000001.jpg", 2), ("unaugmented_set/000002.jpg", 1), ("augmented_set/000003.jpg", 3)]
+MUCO_IMAGES = [
+    ("augmented_set/000001.jpg", 2),
+    ("unaugmented_set/000002.jpg", 1),
+    ("augmented_set/000003.jpg", 3),
+]
 
 
 def check_people(info, kp2d: np.ndarray, kp3d_mm: np.ndarray, joint_set: str, image_index: int, width: int):
@@ -20,11 +31,20 @@ def check_people(info, kp2d: np.ndarray, kp3d_mm: np.ndarray, joint_set: str, im
     count = len(kp2d)
     assert info["kp2ds"].shape == (count, 54, 3)
     for person in range(count):
-        np.testing.assert_allclose(info["kp2ds"][person, L_WRIST], [30.5 + 30 * person, 41.25 + image_index, 1])
-        np.testing.assert_allclose(info["kp3ds"][person, L_WRIST], [0.123 + person / 1000, 0.045,
-                                                                    5.1 + image_index / 1000], rtol=1e-6)
-        np.testing.assert_allclose(info["kp2ds"][person, HEAD_TOP, :2], kp2d[person, index_of(joint_set, "Head_top")])
-        hips = (kp3d_mm[person, index_of(joint_set, "R_Hip")] + kp3d_mm[person, index_of(joint_set, "L_Hip")]) / 2000
+        np.testing.assert_allclose(
+            info["kp2ds"][person, L_WRIST], [30.5 + 30 * person, 41.25 + image_index, 1]
+        )
+        np.testing.assert_allclose(
+            info["kp3ds"][person, L_WRIST],
+            [0.123 + person / 1000, 0.045, 5.1 + image_index / 1000],
+            rtol=1e-6,
+        )
+        np.testing.assert_allclose(
+            info["kp2ds"][person, HEAD_TOP, :2], kp2d[person, index_of(joint_set, "Head_top")]
+        )
+        hips = (
+            kp3d_mm[person, index_of(joint_set, "R_Hip")] + kp3d_mm[person, index_of(joint_set, "L_Hip")]
+        ) / 2000
         np.testing.assert_allclose(info["root_trans"][person], hips, rtol=1e-6)
     assert (info["kp2ds"][count - 1, R_ANKLE] == -2).all()  # outside the image: missing
     assert (info["kp2ds"][: count - 1, R_ANKLE, 2] == 1).all()
@@ -51,10 +71,13 @@ def test_muco_romp_npz(tmp_path):
     kp2d[:, index_of("muco_21", "L_Wrist")] = [(10.5, 20.5), (130.0, 20.0)]  # the second is outside 120 x 90
     kp3d = np.full((2, 21, 3), 1500.0)
     write_image(root / "augmented_set" / "a.jpg", *MUCO_SIZE)
-    np.savez(root / "annots_augmented.npz", annots={
-        "augmented_set/a.jpg": [kp2d, kp3d, [[70.0, 71.0], [60.0, 45.0]]],
-        "unaugmented_set/b.jpg": [kp2d, kp3d, [[70.0, 71.0], [60.0, 45.0]]],
-    })
+    np.savez(
+        root / "annots_augmented.npz",
+        annots={
+            "augmented_set/a.jpg": [kp2d, kp3d, [[70.0, 71.0], [60.0, 45.0]]],
+            "unaugmented_set/b.jpg": [kp2d, kp3d, [[70.0, 71.0], [60.0, 45.0]]],
+        },
+    )
     info = MuCo(root).get_image_info(0)
     np.testing.assert_allclose(info["kp2ds"][:, L_WRIST], [[10.5, 20.5, 1], [-2, -2, -2]])
     np.testing.assert_allclose(info["kp3ds"][0, JOINT54["Pelvis"]], [1.5, 1.5, 1.5])
@@ -88,8 +111,14 @@ def test_mupots_test_and_val_splits(tmp_path):
 def test_pipeline_batches(tmp_path):
     write_coco3d(tmp_path / "MuCo", "MuCo-3DHP.json", "muco_21", MUCO_IMAGES, MUCO_SIZE, "f_c")
     assert_valid_batch(pipeline_batch(MuCo(tmp_path / "MuCo")), [2, 3], kp3d=True)
-    write_coco3d(tmp_path / "MuPoTS", "MuPoTS-3D.json", "mupots_17", [("TS1/img_000000.jpg", 2)], (80, 100),
-                 "intrinsic")
+    write_coco3d(
+        tmp_path / "MuPoTS",
+        "MuPoTS-3D.json",
+        "mupots_17",
+        [("TS1/img_000000.jpg", 2)],
+        (80, 100),
+        "intrinsic",
+    )
     batch = pipeline_batch(MuPoTS(tmp_path / "MuPoTS"), train=False)
     assert_valid_batch(batch, [2], kp3d=True)
     assert batch["all_persons_labelled"].tolist() == [True]

@@ -1,4 +1,5 @@
 """3DPW: official sequence files (3D from the gendered body model, camera frame) and VIBE's joblib db."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,7 +57,9 @@ def test_sequence_files_give_camera_frame_joints_and_params(tmp_path, shared_cac
         np.testing.assert_allclose(info["root_trans"][actor], expected[[45, 46]].mean(axis=0), atol=1e-5)
     # The global orient is rotated into the camera; body pose and betas are copied.
     orient = Rotation.from_matrix(pw3d_camera(1)[:3, :3]) * Rotation.from_rotvec(data["poses"][0][1][:3])
-    np.testing.assert_allclose(Rotation.from_rotvec(info["params"][0, :3]).as_matrix(), orient.as_matrix(), atol=1e-5)
+    np.testing.assert_allclose(
+        Rotation.from_rotvec(info["params"][0, :3]).as_matrix(), orient.as_matrix(), atol=1e-5
+    )
     np.testing.assert_allclose(info["params"][0, 3:66], data["poses"][0][1][3:66], rtol=1e-6)
     np.testing.assert_allclose(info["params"][1, 66:], data["betas"][1], rtol=1e-6)
     np.testing.assert_allclose(info["camMats"], data["cam_intrinsics"])
@@ -64,7 +67,9 @@ def test_sequence_files_give_camera_frame_joints_and_params(tmp_path, shared_cac
     assert info["vmask_3d"].all()
 
     frame3 = source.get_image_info(3)  # only actor 1 (male) left
-    np.testing.assert_allclose(frame3["kp3ds"][0], expected_camera_joints(data, 1, 3, body_dir, "male"), atol=1e-5)
+    np.testing.assert_allclose(
+        frame3["kp3ds"][0], expected_camera_joints(data, 1, 3, body_dir, "male"), atol=1e-5
+    )
 
 
 def test_frame_stride_and_store_names(tmp_path, shared_cache_dir):
@@ -72,14 +77,21 @@ def test_frame_stride_and_store_names(tmp_path, shared_cache_dir):
     write_pw3d_sequence(root, "train", "courtyard_basketball_00")
     body_dir = shared_cache_dir / "standin_smpl"
     source = PW3D(root, "train", frame_stride=2, body_model_kind="standin", body_model_dir=body_dir)
-    assert [source.store.image_record(i)["imgpath"][-9:] for i in range(len(source))] == ["00000.jpg", "00002.jpg"]
+    assert [source.store.image_record(i)["imgpath"][-9:] for i in range(len(source))] == [
+        "00000.jpg",
+        "00002.jpg",
+    ]
     assert source.store_path.name == "pw3d_train_sequence_stride2_standin.npz"
 
 
 def test_vibe_test_db(tmp_path):
     root = tmp_path / "3DPW"
-    rows = [("office_phoneCall_00_0", 0), ("office_phoneCall_00_1", 0), ("office_phoneCall_00_0", 5),
-            ("office_phoneCall_00_1", 5)]  # the last row is flagged not valid
+    rows = [
+        ("office_phoneCall_00_0", 0),
+        ("office_phoneCall_00_1", 0),
+        ("office_phoneCall_00_0", 5),
+        ("office_phoneCall_00_1", 5),
+    ]  # the last row is flagged not valid
     db = write_vibe_db(root, "test", rows, joints3d=14)
     source = PW3D(root, "test", gt_source="vibe")
     assert len(source) == 2 and source.store.num_persons == 3
@@ -88,7 +100,9 @@ def test_vibe_test_db(tmp_path):
     np.testing.assert_allclose(info["kp2ds"][:, L_WRIST], [[55.5, 60.25, 1], [56.5, 60.25, 1]])
     np.testing.assert_allclose(info["kp3ds"][1, L_WRIST], [0.31, 0.02, 0.1], rtol=1e-6)
     assert (info["kp3ds"][0, JOINT54["Pelvis"]] == -2).all()  # LSP-14 has no pelvis
-    np.testing.assert_allclose(info["params"][1], np.concatenate([db["pose"][1, :66], db["shape"][1]]), rtol=1e-6)
+    np.testing.assert_allclose(
+        info["params"][1], np.concatenate([db["pose"][1, :66], db["shape"][1]]), rtol=1e-6
+    )
     assert info["vmask_3d"].tolist() == [[True, True, True, True, True, False]] * 2
     assert info["root_trans"] is None and "camMats" not in info
     assert len(source.get_image_info(1)["kp2ds"]) == 1
@@ -113,8 +127,9 @@ def test_errors_name_what_is_missing(tmp_path):
 
 def test_pipeline_batch(tmp_path):
     root = tmp_path / "3DPW"
-    write_vibe_db(root, "test", [("flat_guitar_01_0", 0), ("flat_guitar_01_1", 0), ("flat_guitar_01_0", 1)],
-                  joints3d=14)
+    write_vibe_db(
+        root, "test", [("flat_guitar_01_0", 0), ("flat_guitar_01_1", 0), ("flat_guitar_01_0", 1)], joints3d=14
+    )
     batch = pipeline_batch(PW3D(root, "test", gt_source="vibe"), train=True)
     assert_valid_batch(batch, [2], kp3d=True)
     assert batch["all_persons_labelled"].tolist() == [False]
