@@ -1,4 +1,6 @@
-"""Evaluate a checkpoint: python -m romp_hydra.evaluate ckpt_path=PATH [dataset=NAME] [protocol=NAME] [key=value ...]
+"""Evaluate a checkpoint:
+
+  python -m romp_hydra.evaluate ckpt_path=PATH [dataset=NAME] [protocol=NAME] [key=value ...]
 
 Examples:
   python -m romp_hydra.evaluate ckpt_path=logs/train/runs/<date>/checkpoints/best.pt dataset=pw3d_test
@@ -9,6 +11,7 @@ Examples:
 The protocol follows the dataset (conf/protocol/<dataset>.yaml) unless `protocol=` names another; see
 docs/evaluation.md.
 """
+
 from __future__ import annotations
 
 import hydra

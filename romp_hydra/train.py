@@ -49,7 +49,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         place_job_on_gpu(cfg, job.num)
         objective = train(cfg)
-    except Exception as err:  # not KeyboardInterrupt: Ctrl-C still stops the whole sweep
+    except Exception as err:  # noqa: BLE001  (not KeyboardInterrupt: Ctrl-C still stops the whole sweep)
         return _fail(cfg, job, err)
     if objective is not None and not math.isfinite(objective):
         log.warning("sweep job %d returned the objective %r; handing the sweeper %g instead", job.num, objective,

@@ -216,12 +216,11 @@ def seed_worker(worker_id: int) -> None:
     """DataLoader worker_init_fn: seed the global RNGs from the worker's torch seed.
 
     Samples draw their randomness from their own sample seed, so this only guards code that reaches for a global
-    RNG. OpenCV is limited to one thread: the workers are the parallelism, more threads would oversubscribe.
+    RNG. (OpenCV's thread count is set in the parent before the fork, see `_worker_options`.)
     """
     seed = torch.initial_seed() % 2**32  # torch gives every worker base_seed + worker_id
     np.random.seed(seed)
     random.seed(seed)
-    cv2.setNumThreads(1)
 
 
 def instantiate_source(key: str, source_cfg: Mapping[str, Any] | DictConfig) -> Any:
@@ -334,6 +333,10 @@ def build_eval_loader(cfg: DictConfig, member: str | Mapping[str, Any] | DictCon
 
 def _worker_options(cfg: DictConfig, seed: int) -> dict[str, Any]:
     workers = int(cfg.data.num_workers)
+    if workers > 0:
+        # One OpenCV thread per process: the workers are the parallelism. It must be set here, before the fork:
+        # calling cv2.setNumThreads in a forked child whose parent already ran OpenCV's pool can deadlock.
+        cv2.setNumThreads(1)
     return {
         "num_workers": workers,
         "collate_fn": CollateWithSkips(collate_samples),

@@ -2,23 +2,24 @@
 
 This follows CrowdPose's own `crowdposetools.cocoeval` (a fork of pycocotools) for ``iouType='keypoints'``:
 
-* OKS between a detection and a GT person: ``mean over the GT's labelled joints (v > 0) of exp(-d^2 / (2 s k^2))``
-  with ``k = 2 * sigma`` (CrowdPose's 14 sigmas below) and the scale ``s = 0.53 * bbox_w * bbox_h`` (CrowdPose's
-  GT json has no segmentation area). A GT without labelled joints measures how far the detection's joints lie
-  outside its box doubled around itself.
+* OKS between a detection and a GT person: ``mean over the GT's labelled joints (v > 0) of exp(-d^2 / (2 s
+  k^2))`` with ``k = 2 * sigma`` (CrowdPose's 14 sigmas below) and the scale ``s = 0.53 * bbox_w * bbox_h``
+  (CrowdPose's GT json has no segmentation area). A GT without labelled joints measures how far the
+  detection's joints lie outside its box doubled around itself.
 * Per image: detections sorted by score (stable), the best ``max_detections`` (20) kept; at each OKS threshold
-  (.50:.05:.95) every detection in turn takes the unmatched GT with the highest OKS >= threshold (a crowd GT may
-  be taken many times); GT marked ``iscrowd`` or with no labelled joint is "ignore": a detection matched to it
-  counts neither as true nor as false positive, and it is not a GT to find.
+  (.50:.05:.95) every detection in turn takes the unmatched GT with the highest OKS >= threshold (a crowd GT
+  may be taken many times); GT marked ``iscrowd`` or with no labelled joint is "ignore": a detection matched
+  to it counts neither as true nor as false positive, and it is not a GT to find.
 * Over the data set: all detections sorted by score, precision made monotone, sampled at 101 recall points;
   AP = mean over thresholds and recall points; AP50 / AP75 at one threshold; AR = mean final recall.
 * AP easy / medium / hard: the same over the images whose ``crowdIndex`` is < 0.2 / < 0.8 / >= 0.8.
 
-Predictions come from the model in parsing mode (every centre-map peak is a person; `evaluate_keypoint_ap`), with
-the projected 2D joints mapped back to original-image pixels. Difference to ROMP: ROMP scored every person with
-1 (`keypoint_score: constant` here), which makes the ranking - and so the AP - depend on the image order; the
-default here ranks by the centre-map value.
+Predictions come from the model in parsing mode (every centre-map peak is a person; `evaluate_keypoint_ap`),
+with the projected 2D joints mapped back to original-image pixels. Difference to ROMP: ROMP scored every
+person with 1 (`keypoint_score: constant` here), which makes the ranking - and so the AP - depend on the image
+order; the default here ranks by the centre-map value.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,9 @@ from romp_hydra.training.forward import run_network
 log = logging.getLogger(__name__)
 
 # crowdposetools/cocoeval.py: left/right shoulder, elbow, wrist, hip, knee, ankle, head top, neck.
-CROWDPOSE_SIGMAS = np.array([0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89, 0.79, 0.79]) / 10
+CROWDPOSE_SIGMAS = (
+    np.array([0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89, 0.79, 0.79]) / 10
+)
 # CrowdPose has no segmentation area: its evaluation scales OKS with 0.53 x the box area.
 BOX_AREA_FACTOR = 0.53
 OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -55,7 +58,7 @@ CROWDPOSE_FROM_54: tuple[int, ...] = tuple(JOINT54[name] for name in CROWDPOSE_1
 
 @dataclass
 class ImageGT:
-    """GT people of one image: keypoints (G, K, 3) pixels + visibility, boxes (G, 4) x, y, w, h, crowd flags."""
+    """One image's GT people: keypoints (G, K, 3) pixels + visibility, boxes (G, 4) xywh, crowd flags."""
 
     keypoints: np.ndarray
     boxes: np.ndarray
@@ -91,8 +94,9 @@ def oks(detections: np.ndarray, gt: ImageGT, sigmas: np.ndarray = CROWDPOSE_SIGM
         detections = detections.reshape(0, len(sigmas), 2)
     num_det, num_gt = detections.shape[0], gt.keypoints.shape[0]
     if detections.shape[1:] != (len(sigmas), 2) or gt.keypoints.shape[1:] != (len(sigmas), 3):
-        raise ValueError(f"oks: detections {detections.shape} and GT {gt.keypoints.shape} must have "
-                         f"{len(sigmas)} joints")
+        raise ValueError(
+            f"oks: detections {detections.shape} and GT {gt.keypoints.shape} must have {len(sigmas)} joints"
+        )
     result = np.zeros((num_det, num_gt))
     variances = (2.0 * sigmas) ** 2
     for j in range(num_gt):
@@ -106,7 +110,7 @@ def oks(detections: np.ndarray, gt: ImageGT, sigmas: np.ndarray = CROWDPOSE_SIGM
             x0, x1, y0, y1 = x - w, x + 2 * w, y - h, y + 2 * h
             dx = np.maximum(0.0, x0 - detections[..., 0]) + np.maximum(0.0, detections[..., 0] - x1)
             dy = np.maximum(0.0, y0 - detections[..., 1]) + np.maximum(0.0, detections[..., 1] - y1)
-        error = (dx ** 2 + dy ** 2) / variances / scale / 2.0
+        error = (dx**2 + dy**2) / variances / scale / 2.0
         if visible.any():
             error = error[:, visible]
         result[:, j] = np.exp(-error).mean(axis=1)
@@ -123,8 +127,13 @@ class ImageMatches:
     num_gt: int  # GT people to find (not ignored)
 
 
-def match_image(detections: ImageDetections, gt: ImageGT, max_detections: int = MAX_DETECTIONS,
-                thresholds: np.ndarray = OKS_THRESHOLDS, sigmas: np.ndarray = CROWDPOSE_SIGMAS) -> ImageMatches:
+def match_image(
+    detections: ImageDetections,
+    gt: ImageGT,
+    max_detections: int = MAX_DETECTIONS,
+    thresholds: np.ndarray = OKS_THRESHOLDS,
+    sigmas: np.ndarray = CROWDPOSE_SIGMAS,
+) -> ImageMatches:
     """Greedy matching of one image, best-scored detection first (pycocotools' evaluateImg)."""
     order = np.argsort(-np.asarray(detections.scores, dtype=np.float64), kind="mergesort")[:max_detections]
     keypoints, scores = detections.keypoints[order], np.asarray(detections.scores, dtype=np.float64)[order]
@@ -155,8 +164,11 @@ def match_image(detections: ImageDetections, gt: ImageGT, max_detections: int = 
     return ImageMatches(scores=scores, matched=matched, ignored=ignored, num_gt=int((~ignore).sum()))
 
 
-def accumulate(images: Sequence[ImageMatches], thresholds: np.ndarray = OKS_THRESHOLDS,
-               recall_points: np.ndarray = RECALL_POINTS) -> dict[str, float]:
+def accumulate(
+    images: Sequence[ImageMatches],
+    thresholds: np.ndarray = OKS_THRESHOLDS,
+    recall_points: np.ndarray = RECALL_POINTS,
+) -> dict[str, float]:
     """AP, AP50, AP75 and AR over images (pycocotools' accumulate + summarize); NaN without GT people."""
     num_gt = sum(image.num_gt for image in images)
     nan = {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan"), "AR": float("nan")}
@@ -182,8 +194,12 @@ def accumulate(images: Sequence[ImageMatches], thresholds: np.ndarray = OKS_THRE
         inside = index < len(pr)
         precision[t, inside] = pr[index[inside]]
     at = {threshold: int(np.argmin(np.abs(thresholds - threshold))) for threshold in (0.5, 0.75)}
-    return {"AP": float(precision.mean()), "AP50": float(precision[at[0.5]].mean()),
-            "AP75": float(precision[at[0.75]].mean()), "AR": float(recall.mean())}
+    return {
+        "AP": float(precision.mean()),
+        "AP50": float(precision[at[0.5]].mean()),
+        "AP75": float(precision[at[0.75]].mean()),
+        "AR": float(recall.mean()),
+    }
 
 
 @dataclass
@@ -225,16 +241,22 @@ class KeypointAPEvaluator:
     def compute(self) -> dict[str, float]:
         """AP, AP50, AP75, AR over every GT image (images without detections count their people as missed),
         AP_easy / AP_medium / AP_hard by crowd index, and the counts."""
-        matches = {key: match_image(self.detections.get(key, empty_detections()), gt, self.max_detections)
-                   for key, gt in self.gt.items()}
+        matches = {
+            key: match_image(self.detections.get(key, empty_detections()), gt, self.max_detections)
+            for key, gt in self.gt.items()
+        }
         result = accumulate(list(matches.values()))
         low, high = CROWD_INDEX_BOUNDS
-        subsets = {"easy": lambda c: c < low, "medium": lambda c: low <= c < high, "hard": lambda c: c >= high}
+        subsets = {
+            "easy": lambda c: c < low,
+            "medium": lambda c: low <= c < high,
+            "hard": lambda c: c >= high,
+        }
         for name, inside in subsets.items():
             chosen = [matches[key] for key, gt in self.gt.items() if inside(gt.crowd_index)]
             result[f"AP_{name}"] = accumulate(chosen)["AP"]
         result["num_images"] = float(len(self.gt))
-        result["num_images_with_detections"] = float(len(self.detections))
+        result["num_images_with_detections"] = float(sum(len(d.scores) > 0 for d in self.detections.values()))
         result["num_gt"] = float(sum(m.num_gt for m in matches.values()))
         result["num_detections"] = float(sum(len(m.scores) for m in matches.values()))
         return result
@@ -249,7 +271,9 @@ def gt_from_coco(data: Mapping[str, Any]) -> dict[str, ImageGT]:
     gt = {}
     for image_id, image in images.items():
         annotations = people[image_id]
-        keypoints = np.array([np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3) for a in annotations])
+        keypoints = np.array(
+            [np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3) for a in annotations]
+        )
         gt[Path(str(image["file_name"])).name] = ImageGT(
             keypoints=keypoints.reshape(len(annotations), len(CROWDPOSE_14), 3),
             boxes=np.array([a["bbox"] for a in annotations], dtype=np.float64).reshape(-1, 4),
@@ -268,9 +292,16 @@ def normalized_to_original(coords: torch.Tensor, affine: torch.Tensor, input_siz
 
 
 @torch.no_grad()
-def evaluate_keypoint_ap(net: nn.Module, predictor: Predictor, batches: Iterable[dict], protocol: Protocol,
-                         evaluator: KeypointAPEvaluator, device: torch.device, precision: str = "fp32",
-                         max_batches: Optional[int] = None) -> dict[str, float]:
+def evaluate_keypoint_ap(
+    net: nn.Module,
+    predictor: Predictor,
+    batches: Iterable[dict],
+    protocol: Protocol,
+    evaluator: KeypointAPEvaluator,
+    device: torch.device,
+    precision: str = "fp32",
+    max_batches: int | None = None,
+) -> dict[str, float]:
     """Every detected centre is a person: project its joints, map them to original pixels, score by OKS AP.
 
     Args:
@@ -284,8 +315,9 @@ def evaluate_keypoint_ap(net: nn.Module, predictor: Predictor, batches: Iterable
         `KeypointAPEvaluator.compute()` (AP, AP50, AP75, AR, AP_easy/medium/hard, counts).
     """
     if protocol.kind != "keypoint_ap":
-        raise ValueError(f"evaluate_keypoint_ap needs a keypoint_ap protocol, got '{protocol.name}' "
-                         f"(kind={protocol.kind})")
+        raise ValueError(
+            f"evaluate_keypoint_ap needs a keypoint_ap protocol, got '{protocol.name}' (kind={protocol.kind})"
+        )
     for index, batch in enumerate(batches):
         if max_batches is not None and index >= max_batches:
             break
@@ -294,8 +326,9 @@ def evaluate_keypoint_ap(net: nn.Module, predictor: Predictor, batches: Iterable
         people = predictor(sample_params(maps["params_maps"], selection), selection)
         images = people["batch_idx"].cpu()
         affine = torch.as_tensor(batch["affine"])[images]
-        pixels = normalized_to_original(people["pj2d"][:, list(CROWDPOSE_FROM_54)].cpu(), affine,
-                                        int(batch["image"].shape[-1])).numpy()
+        pixels = normalized_to_original(
+            people["pj2d"][:, list(CROWDPOSE_FROM_54)].cpu(), affine, int(batch["image"].shape[-1])
+        ).numpy()
         scores = people["score"].cpu().double().numpy()
         if protocol.keypoint_score == "constant":
             scores = np.ones_like(scores)
@@ -303,6 +336,8 @@ def evaluate_keypoint_ap(net: nn.Module, predictor: Predictor, batches: Iterable
             mine = (images == image).numpy()
             evaluator.add(str(batch["imgpath"][image]), pixels[mine], scores[mine])
     if evaluator.unknown_images:
-        log.warning("%d evaluated images are not in the GT json; their detections were not scored",
-                    evaluator.unknown_images)
+        log.warning(
+            "%d evaluated images are not in the GT json; their detections were not scored",
+            evaluator.unknown_images,
+        )
     return evaluator.compute()

@@ -1,4 +1,4 @@
-"""Run a model over evaluation batches and compute a protocol's metrics (also used for validation in training).
+"""Run a model over evaluation batches and compute a protocol's metrics (also for validation in training).
 
     result = evaluate_batches(net, predictor, loader, protocol, device)
     result.metrics()   # {"mpjpe": ..., "pa_mpjpe": ..., "pve": ..., "det_recall": ..., "num_missed": ...}
@@ -6,6 +6,7 @@
 
 Every number is a sum over people collected by `MetricAccumulator`, so it does not depend on the batch size.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,7 +15,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from romp_hydra.data import masks
 from romp_hydra.evaluation.protocols import Protocol, protocol_from_config
 from romp_hydra.metrics.detection import DetectionCounts, detection_counts
 from romp_hydra.metrics.joints import MetricAccumulator, auc, mpjpe, pa_mpjpe, pck3d, pve
-from romp_hydra.metrics.matching import match_gt_to_predictions
+from romp_hydra.metrics.matching import MatchResult, match_gt_to_predictions
 from romp_hydra.models.parser import Selection, parse, sample_params
 from romp_hydra.models.predictor import Predictor
 from romp_hydra.training.forward import run_network
@@ -87,15 +88,19 @@ class EvaluationResult:
         """Overall metrics (mean over people), detection rates and counts, as floats."""
         out = {f"{prefix}{name}": value for name, value in self.overall.compute().items()}
         if self.report_group_mean:
-            out.update({f"{prefix}{name}_mean_of_groups": value for name, value in self.group_means().items()})
-        out.update({
-            f"{prefix}det_precision": self.detection_labelled.precision,
-            f"{prefix}det_recall": self.detection.recall,
-            f"{prefix}num_images": float(self.num_images),
-            f"{prefix}num_gt": float(self.num_gt),
-            f"{prefix}num_evaluated": float(self.num_matched),
-            f"{prefix}num_missed": float(self.num_missed),
-        })
+            out.update(
+                {f"{prefix}{name}_mean_of_groups": value for name, value in self.group_means().items()}
+            )
+        out.update(
+            {
+                f"{prefix}det_precision": self.detection_labelled.precision,
+                f"{prefix}det_recall": self.detection.recall,
+                f"{prefix}num_images": float(self.num_images),
+                f"{prefix}num_gt": float(self.num_gt),
+                f"{prefix}num_evaluated": float(self.num_matched),
+                f"{prefix}num_missed": float(self.num_missed),
+            }
+        )
         return out
 
     def table(self) -> list[dict[str, Any]]:
@@ -111,8 +116,10 @@ class EvaluationResult:
         return {
             "metrics": _json_floats(self.metrics()),
             "groups": [_json_floats(row) for row in self.table()],
-            "detection": {"all_images": _json_floats(self.detection.as_dict()),
-                          "fully_labelled_images": _json_floats(self.detection_labelled.as_dict())},
+            "detection": {
+                "all_images": _json_floats(self.detection.as_dict()),
+                "fully_labelled_images": _json_floats(self.detection_labelled.as_dict()),
+            },
             "skipped": self.overall.counts(),
         }
 
@@ -149,16 +156,24 @@ def joint_metrics(protocol: Protocol, pred: torch.Tensor, gt: torch.Tensor) -> d
             values["pa_mpjpe"] = pa_mpjpe(pred, gt)
         elif metric == "pck3d":
             values[f"pck3d_{protocol.pck_threshold_mm:g}mm"] = pck3d(
-                pred, gt, threshold=protocol.pck_threshold_mm, align="root_idx", root=root)
+                pred, gt, threshold=protocol.pck_threshold_mm, align="root_idx", root=root
+            )
         elif metric == "auc":
             values["auc"] = auc(pred, gt, align="root_idx", root=root)
     return values
 
 
 @torch.no_grad()
-def evaluate_batches(net: nn.Module, predictor: Predictor, batches: Iterable[dict], protocol: Protocol,
-                     device: torch.device, precision: str = "fp32", max_batches: Optional[int] = None,
-                     on_batch: Optional[Callable[[dict, dict, dict], None]] = None) -> EvaluationResult:
+def evaluate_batches(
+    net: nn.Module,
+    predictor: Predictor,
+    batches: Iterable[dict],
+    protocol: Protocol,
+    device: torch.device,
+    precision: str = "fp32",
+    max_batches: int | None = None,
+    on_batch: Callable[[dict, dict, dict], None] | None = None,
+) -> EvaluationResult:
     """Detect, match each GT person to a detection, regress its mesh and score it.
 
     Missed GT people (no detection in their image) are counted in `num_missed` and not scored, as in ROMP; the
@@ -168,7 +183,8 @@ def evaluate_batches(net: nn.Module, predictor: Predictor, batches: Iterable[dic
 
     Args:
         net: maps images to ``center_map`` / ``params_maps`` (in eval mode).
-        predictor: parameter vectors -> people (its body model also turns GT parameters into GT meshes for PVE).
+        predictor: parameter vectors -> people (its body model also turns GT parameters into GT meshes for
+            PVE).
         batches: collated evaluation batches (`data.loader.build_eval_loader`).
         protocol: a ``kind="mesh3d"`` protocol.
         device, precision: where and how the network runs.
@@ -176,10 +192,10 @@ def evaluate_batches(net: nn.Module, predictor: Predictor, batches: Iterable[dic
         on_batch: ``on_batch(batch, maps, people)`` after each batch with matched people (pictures).
     """
     if protocol.kind != "mesh3d":
-        raise ValueError(f"evaluate_batches scores 3D people; protocol '{protocol.name}' is kind={protocol.kind} "
-                         "(use romp_hydra.evaluation.crowdpose.evaluate_keypoint_ap)")
-    comparison = protocol.comparison()
-    pck_names = [n for n in protocol.metric_names() if n.startswith("pck3d") or n == "auc"]
+        raise ValueError(
+            f"evaluate_batches scores 3D people; protocol '{protocol.name}' is kind={protocol.kind} "
+            "(use romp_hydra.evaluation.crowdpose.evaluate_keypoint_ap)"
+        )
     result = EvaluationResult(report_group_mean=protocol.report_group_mean)
     for index, batch in enumerate(batches):
         if max_batches is not None and index >= max_batches:
@@ -188,60 +204,112 @@ def evaluate_batches(net: nn.Module, predictor: Predictor, batches: Iterable[dic
         size = maps["center_map"].shape[-1]
         detections = parse(maps["center_map"], threshold=protocol.center_threshold, top_k=protocol.top_k)
         det_b, det_yx = detections.batch_idx.cpu(), detections.center_yx.cpu()
-        person_mask = batch["person_mask"].bool()
-        counts = detection_counts(batch["centers"], det_b, det_yx, size, protocol.detection_radius_cells,
-                                  person_mask=person_mask)
-        result.detection = result.detection + counts
-        labelled = batch["all_persons_labelled"].bool().reshape(-1)
-        if bool(labelled.any()):
-            keep = labelled[det_b] if det_b.numel() else torch.zeros(0, dtype=torch.bool)
-            result.detection_labelled = result.detection_labelled + detection_counts(
-                batch["centers"], det_b[keep], det_yx[keep], size, protocol.detection_radius_cells,
-                person_mask=person_mask & labelled[:, None])
-        match = match_gt_to_predictions(batch["centers"], det_b, det_yx, size, method=protocol.matching,
-                                        one_to_one=protocol.one_to_one, person_mask=person_mask)
+        add_detection_counts(result, batch, det_b, det_yx, size, protocol)
+        match = match_gt_to_predictions(
+            batch["centers"],
+            det_b,
+            det_yx,
+            size,
+            method=protocol.matching,
+            one_to_one=protocol.one_to_one,
+            person_mask=batch["person_mask"].bool(),
+        )
         result.num_images += int(batch["image"].shape[0])
         result.num_gt += match.num_gt
         result.num_missed += match.num_missed
         result.num_matched += match.num_matched
-        if match.num_missed:
-            missed_b, missed_p = match.missed_batch_idx, match.missed_person_idx
-            missed_groups = group_names(batch, missed_b.numpy(), protocol)
-            result.count(missed_groups, "missed")
-            has_3d = batch["valid_masks"][missed_b, missed_p, masks.KP3D].bool().numpy()
-            if pck_names and has_3d.any():
-                # A missed person has no correct joint: 0 in the "all people" PCK / AUC.
-                zeros = np.where(has_3d, 0.0, np.nan)
-                result.add(missed_groups, {f"{name}_all": zeros for name in pck_names})
+        add_missed_people(result, batch, match, protocol)
         if match.num_matched == 0:
             continue
-        flat_cell = (match.sample_yx[:, 0] * size + match.sample_yx[:, 1]).to(device)
-        scores = maps["center_map"].flatten(1)[match.batch_idx.to(device), flat_cell]
-        selection = Selection(batch_idx=match.batch_idx.to(device), person_idx=match.person_idx.to(device),
-                              center_yx=match.sample_yx.to(device), score=scores)
+        scores = maps["center_map"].flatten(1)[
+            match.batch_idx, match.sample_yx[:, 0] * size + match.sample_yx[:, 1]
+        ]
+        selection = Selection(
+            batch_idx=match.batch_idx, person_idx=match.person_idx, center_yx=match.sample_yx, score=scores
+        ).to(device)
         people = predictor(sample_params(maps["params_maps"], selection), selection)
-
-        b, p = match.batch_idx, match.person_idx
-        groups = group_names(batch, b.numpy(), protocol)
-        result.count(groups, "people")
-        valid = batch["valid_masks"][b, p].bool()
-        values: dict[str, np.ndarray] = {}
-        has_3d = valid[:, masks.KP3D].numpy()
-        if has_3d.any():
-            gt = batch["kp3d"][b, p][:, list(comparison.gt_index)]
-            pred = people[comparison.pred_key][:, list(comparison.pred_index)]
-            for name, per_person in joint_metrics(protocol, pred, gt).items():
-                values[name] = np.where(has_3d, per_person, np.nan)
-            for name in pck_names:
-                values[f"{name}_all"] = values[name]
-        has_smpl = (valid[:, masks.GLOBAL_ORIENT] & valid[:, masks.BODY_POSE] & valid[:, masks.BETAS]).numpy()
-        if "pve" in protocol.metrics and has_smpl.any():
-            values["pve"] = np.where(has_smpl, mesh_errors(predictor, people, batch["params"][b, p]), np.nan)
-        if values:
-            result.add(groups, values)
+        add_matched_people(result, batch, match, people, predictor, protocol)
         if on_batch is not None:
             on_batch(batch, maps, people)
     return result
+
+
+def add_detection_counts(
+    result: EvaluationResult,
+    batch: dict,
+    det_b: torch.Tensor,
+    det_yx: torch.Tensor,
+    size: int,
+    protocol: Protocol,
+) -> None:
+    """Detection TP / GT / detections of a batch: over all images (for the recall), and over the images whose
+    people are all labelled (for the precision: elsewhere a correct detection of an unlabelled person would
+    count as false)."""
+    person_mask = batch["person_mask"].bool()
+    radius = protocol.detection_radius_cells
+    result.detection = result.detection + detection_counts(
+        batch["centers"], det_b, det_yx, size, radius, person_mask=person_mask
+    )
+    labelled = batch["all_persons_labelled"].bool().reshape(-1)
+    if bool(labelled.any()):
+        keep = labelled[det_b]
+        result.detection_labelled = result.detection_labelled + detection_counts(
+            batch["centers"],
+            det_b[keep],
+            det_yx[keep],
+            size,
+            radius,
+            person_mask=person_mask & labelled[:, None],
+        )
+
+
+def add_missed_people(result: EvaluationResult, batch: dict, match: MatchResult, protocol: Protocol) -> None:
+    """Count the missed people per group; for the PCK / AUC ``_all`` variants they score 0."""
+    if match.num_missed == 0:
+        return
+    missed_b, missed_p = match.missed_batch_idx, match.missed_person_idx
+    groups = group_names(batch, missed_b.numpy(), protocol)
+    result.count(groups, "missed")
+    pck_names = pck_metric_names(protocol)
+    has_3d = batch["valid_masks"][missed_b, missed_p, masks.KP3D].bool().numpy()
+    if pck_names and has_3d.any():
+        zeros = np.where(has_3d, 0.0, np.nan)  # a missed person has no correct joint
+        result.add(groups, {f"{name}_all": zeros for name in pck_names})
+
+
+def add_matched_people(
+    result: EvaluationResult,
+    batch: dict,
+    match: MatchResult,
+    people: dict,
+    predictor: Predictor,
+    protocol: Protocol,
+) -> None:
+    """Score the matched people: joint metrics where they have 3D GT, PVE where they have GT parameters."""
+    b, p = match.batch_idx, match.person_idx
+    groups = group_names(batch, b.numpy(), protocol)
+    result.count(groups, "people")
+    valid = batch["valid_masks"][b, p].bool()
+    values: dict[str, np.ndarray] = {}
+    has_3d = valid[:, masks.KP3D].numpy()
+    if has_3d.any():
+        comparison = protocol.comparison()
+        gt = batch["kp3d"][b, p][:, list(comparison.gt_index)]
+        pred = people[comparison.pred_key][:, list(comparison.pred_index)]
+        for name, per_person in joint_metrics(protocol, pred, gt).items():
+            values[name] = np.where(has_3d, per_person, np.nan)
+        for name in pck_metric_names(protocol):
+            values[f"{name}_all"] = values[name]
+    has_smpl = (valid[:, masks.GLOBAL_ORIENT] & valid[:, masks.BODY_POSE] & valid[:, masks.BETAS]).numpy()
+    if "pve" in protocol.metrics and has_smpl.any():
+        values["pve"] = np.where(has_smpl, mesh_errors(predictor, people, batch["params"][b, p]), np.nan)
+    if values:
+        result.add(groups, values)
+
+
+def pck_metric_names(protocol: Protocol) -> list[str]:
+    """The protocol's PCK / AUC metric names (they also get an ``_all`` variant counting missed people)."""
+    return [name for name in protocol.metric_names() if name.startswith("pck3d") or name == "auc"]
 
 
 def mesh_errors(predictor: Predictor, people: dict, gt_params: torch.Tensor) -> np.ndarray:
@@ -250,8 +318,9 @@ def mesh_errors(predictor: Predictor, people: dict, gt_params: torch.Tensor) -> 
     Rows whose GT parameters are missing (-10) give meaningless values; the caller masks them.
     """
     gt_params = gt_params.to(people["verts"].device)
-    gt_body = predictor.body_model(global_orient=gt_params[:, :3], body_pose=gt_params[:, 3:66],
-                                   betas=gt_params[:, 66:76])
+    gt_body = predictor.body_model(
+        global_orient=gt_params[:, :3], body_pose=gt_params[:, 3:66], betas=gt_params[:, 66:76]
+    )
     gt_verts = gt_body.vertices - gt_body.joints54[:, [45, 46]].mean(dim=1, keepdim=True)
     pred_verts = people["verts"] - people["joints54"][:, [45, 46]].mean(dim=1, keepdim=True)
     return pve(pred_verts, gt_verts)
@@ -274,14 +343,26 @@ class ChainedLoaders:
 class Validator:
     """Validation during training: `validator(step) -> {"val/<metric>": value, ...}` on a held-out set."""
 
-    def __init__(self, loader, net: nn.Module, predictor: Predictor, protocol: Protocol, device: torch.device,
-                 precision: str = "fp32", max_batches: Optional[int] = None, pictures=None, num_pictures: int = 4):
+    def __init__(
+        self,
+        loader,
+        net: nn.Module,
+        predictor: Predictor,
+        protocol: Protocol,
+        device: torch.device,
+        precision: str = "fp32",
+        max_batches: int | None = None,
+        pictures=None,
+        num_pictures: int = 4,
+    ):
         self.loader, self.net, self.predictor, self.protocol = loader, net, predictor, protocol
         self.device, self.precision, self.max_batches = device, precision, max_batches
         self.pictures, self.num_pictures = pictures, num_pictures
 
     @classmethod
-    def from_config(cls, cfg, net: nn.Module, predictor: Predictor, device: torch.device, pictures=None) -> Validator:
+    def from_config(
+        cls, cfg, net: nn.Module, predictor: Predictor, device: torch.device, pictures=None
+    ) -> Validator:
         """From ``cfg.val`` (conf/val/*.yaml): its dataset members, protocol, max_batches and num_pictures."""
         from romp_hydra.data.loader import build_eval_loader
 
@@ -289,14 +370,26 @@ class Validator:
         if protocol.kind != "mesh3d":
             from romp_hydra.config.errors import ConfigError
 
-            raise ConfigError("val.protocol.kind", protocol.kind, "validation during training scores 3D people",
-                              "pick a 3D protocol for val (e.g. val=pw3d or val=synthetic); evaluate keypoint AP "
-                              "with python -m romp_hydra.evaluate")
+            raise ConfigError(
+                "val.protocol.kind",
+                protocol.kind,
+                "validation during training scores 3D people",
+                "pick a 3D protocol for val (e.g. val=pw3d or val=synthetic); evaluate keypoint AP "
+                "with python -m romp_hydra.evaluate",
+            )
         members = cfg.val.dataset.members
         loader = ChainedLoaders([build_eval_loader(cfg, members[key], key=key) for key in members])
-        return cls(loader, net, predictor, protocol, device, precision=cfg.trainer.precision,
-                   max_batches=cfg.val.get("max_batches"), pictures=pictures,
-                   num_pictures=int(cfg.val.get("num_pictures", 4)))
+        return cls(
+            loader,
+            net,
+            predictor,
+            protocol,
+            device,
+            precision=cfg.trainer.precision,
+            max_batches=cfg.val.get("max_batches"),
+            pictures=pictures,
+            num_pictures=int(cfg.val.get("num_pictures", 4)),
+        )
 
     def __call__(self, step: int) -> dict[str, float]:
         drawn = {"done": False}
@@ -306,8 +399,18 @@ class Validator:
                 self.pictures.draw_val(batch, maps, people, step, limit=self.num_pictures)
                 drawn["done"] = True
 
-        result = evaluate_batches(self.net, self.predictor, self.loader, self.protocol, self.device, self.precision,
-                                  self.max_batches, on_batch=draw_first_batch)
-        metrics = {k: v for k, v in result.metrics("val/").items() if isinstance(v, float) and not math.isnan(v)}
+        result = evaluate_batches(
+            self.net,
+            self.predictor,
+            self.loader,
+            self.protocol,
+            self.device,
+            self.precision,
+            self.max_batches,
+            on_batch=draw_first_batch,
+        )
+        metrics = {
+            k: v for k, v in result.metrics("val/").items() if isinstance(v, float) and not math.isnan(v)
+        }
         log.info("validation at step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         return metrics

@@ -126,6 +126,6 @@ def record_failed_job(cfg: DictConfig, output_dir: Path, error: BaseException) -
         tracker.set_tags({"error": message})
         tracker.finish("FAILED")
         return run_id
-    except Exception as failure:  # the sweep matters more than the record of one failed job
+    except Exception as failure:  # noqa: BLE001  (the sweep matters more than the record of one failed job)
         log.warning("could not record the failed job in MLflow (%s: %s)", type(failure).__name__, failure)
         return None

@@ -63,6 +63,11 @@ class SweepReport:
     members: list[str]
     rows: list[JobRow] = field(default_factory=list)
 
+    @property
+    def has_search_params(self) -> bool:
+        """True for an Optuna simplex sweep, whose jobs carry the raw `u_<member>` params."""
+        return any(row.search_params for row in self.rows)
+
     def best_row(self) -> JobRow | None:
         """The finished job with the best `best` value (None if no finished job measured the metric)."""
         candidates = [row for row in self.rows if row.status == "FINISHED" and _finite(row.best)]
@@ -231,17 +236,18 @@ def table_columns(report: SweepReport) -> list[str]:
     columns = ["job", "status"]
     columns += [f"raw.{name}" for name in report.members]
     columns += [f"w.{name}" for name in report.members]
-    if any(row.search_params for row in report.rows):
+    if report.has_search_params:
         columns += [f"u.{name}" for name in report.members]
     columns += [f"final {report.metric}", f"best {report.metric}", "best_step", "last_step"]
     return columns
 
 
 def row_values(report: SweepReport, row: JobRow) -> list[Any]:
+    """One job's values in the order of `table_columns` (None where the run has no value)."""
     values: list[Any] = [row.job_num, row.status]
     values += [row.raw_weights.get(name) for name in report.members]
     values += [row.weights.get(name) for name in report.members]
-    if any(r.search_params for r in report.rows):
+    if report.has_search_params:
         values += [row.search_params.get(name) for name in report.members]
     values += [row.final, row.best, row.best_step, row.last_step]
     return values
@@ -316,8 +322,8 @@ def plot_metric_vs_weights(report: SweepReport, path: Path) -> Path:
         xs = [x for x, _ in points]
         axis.scatter(xs, [row.best for _, row in points], color="tab:blue", label=f"best {report.metric}", zorder=3)
         finals = [(x, row.final) for x, row in points if _finite(row.final)]
-        axis.scatter([x for x, _ in finals], [y for _, y in finals], facecolors="none", edgecolors="tab:orange",
-                     label=f"final {report.metric}", zorder=2)
+        axis.scatter([x for x, _ in finals], [y for _, y in finals], s=110, facecolors="none",
+                     edgecolors="tab:orange", label=f"final {report.metric}", zorder=4)  # a ring around the best
         for x, row in points:
             axis.annotate(str(row.job_num), (x, row.best), textcoords="offset points", xytext=(4, 4), fontsize=8)
             if row is best:

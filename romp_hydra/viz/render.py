@@ -20,19 +20,20 @@ Conventions (shared with ``romp_hydra.geometry.camera``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 __all__ = [
+    "DEFAULT_MESH_COLORS",
     "Camera",
     "PinholeCamera",
     "WeakPerspectiveCamera",
-    "rasterize",
     "face_shading",
+    "rasterize",
     "render_meshes",
-    "DEFAULT_MESH_COLORS",
 ]
 
 # Light pointing from the scene towards the camera, slightly from the upper left (camera axes, y down).
@@ -90,9 +91,7 @@ class PinholeCamera:
         cx, cy = self.principal_point
         depth = points[:, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
-            screen = np.stack(
-                (fx * points[:, 0] / depth + cx, fy * points[:, 1] / depth + cy, depth), axis=1
-            )
+            screen = np.stack((fx * points[:, 0] / depth + cx, fy * points[:, 1] / depth + cy, depth), axis=1)
         screen[depth <= self.near] = np.nan
         return screen
 
@@ -167,29 +166,34 @@ def rasterize(
     x0, x1, x2 = xs[corner_ids]
     y0, y1, y2 = ys[corner_ids]
     # Twice the signed area; < 0 means counter-clockwise as seen on a y-down screen.
-    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    with np.errstate(invalid="ignore"):
+        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
     finite = np.isfinite(xs) & np.isfinite(ys) & np.isfinite(zs)
     finite_0, finite_1, finite_2 = finite[corner_ids]
     keep = finite_0 & finite_1 & finite_2 & (np.abs(area) > 1e-12)
     if cull_backfaces:
         keep &= area < 0
+    # From here on only the kept faces (about half of a closed mesh when culling).
+    kept = np.flatnonzero(keep)
+    x0, x1, x2, y0, y1, y2, area = (values[kept] for values in (x0, x1, x2, y0, y1, y2, area))
 
-    # Pixel columns/rows whose centres fall inside each face's bounding box (0 for dropped faces,
-    # whose coordinates may be NaN).
-    with np.errstate(invalid="ignore"):
-        col_lo = np.where(keep, np.ceil(np.minimum(np.minimum(x0, x1), x2)), 0).clip(0, width)
-        col_hi = np.where(keep, np.floor(np.maximum(np.maximum(x0, x1), x2)), 0).clip(-1, width - 1)
-        row_lo = np.where(keep, np.ceil(np.minimum(np.minimum(y0, y1), y2)), 0).clip(0, height)
-        row_hi = np.where(keep, np.floor(np.maximum(np.maximum(y0, y1), y2)), 0).clip(-1, height - 1)
+    # Pixel columns/rows whose centres fall inside each face's bounding box.
+    col_lo = np.ceil(np.minimum(np.minimum(x0, x1), x2)).clip(0, width)
+    col_hi = np.floor(np.maximum(np.maximum(x0, x1), x2)).clip(-1, width - 1)
+    row_lo = np.ceil(np.minimum(np.minimum(y0, y1), y2)).clip(0, height)
+    row_hi = np.floor(np.maximum(np.maximum(y0, y1), y2)).clip(-1, height - 1)
     box_w = np.maximum(col_hi - col_lo + 1, 0).astype(np.int64)
     box_h = np.maximum(row_hi - row_lo + 1, 0).astype(np.int64)
-    counts = np.where(keep, box_w * box_h, 0)
-    drawn = np.flatnonzero(counts)
-    if len(drawn) == 0:
+    counts = box_w * box_h
+    nonempty = np.flatnonzero(counts)
+    if len(nonempty) == 0:
         return face_index.reshape(height, width), depth_buffer.reshape(height, width)
+    drawn = kept[nonempty]  # faces that cover at least one pixel centre
+    counts, box_w = counts[nonempty], box_w[nonempty]
+    col_lo, row_lo = col_lo[nonempty].astype(np.int64), row_lo[nonempty].astype(np.int64)
 
     # Barycentric coordinates and depth are affine in (px, py): b_k = a_k * px + c_k * py + d_k.
-    inv_area = 1.0 / area[drawn]
+    inv_area = 1.0 / area[nonempty]
     corners = faces[drawn]
     xd, yd, zd = xs[corners], ys[corners], zs[corners]
     bary_coef = np.empty((len(drawn), 3, 3))
@@ -200,34 +204,23 @@ def rasterize(
         bary_coef[:, k, 2] = ((xd[:, i] * yd[:, j]) - (xd[:, j] * yd[:, i])) * inv_area
     depth_coef = np.einsum("fk,fkc->fc", zd, bary_coef)  # z = sum_k b_k z_k, also affine
 
-    drawn_counts = counts[drawn]
-    chunk_ends = np.cumsum(drawn_counts)
+    chunk_ends = np.cumsum(counts)
     start = 0
     while start < len(drawn):
         # Largest run of faces whose candidate pixels fit the chunk budget (at least one face).
         budget_end = (chunk_ends[start - 1] if start else 0) + _MAX_CANDIDATES_PER_CHUNK
         stop = max(int(np.searchsorted(chunk_ends, budget_end, side="right")), start + 1)
-        sel = np.arange(start, stop)
+        run = slice(start, stop)
         _rasterize_chunk(
-            sel,
-            drawn,
-            drawn_counts[sel],
-            col_lo[drawn[sel]].astype(np.int64),
-            row_lo[drawn[sel]].astype(np.int64),
-            box_w[drawn[sel]],
-            bary_coef[sel],
-            depth_coef[sel],
-            width,
-            face_index,
-            depth_buffer,
-        )
+            drawn[run], counts[run], col_lo[run], row_lo[run], box_w[run], bary_coef[run], depth_coef[run],
+            width, face_index, depth_buffer,
+        )  # fmt: skip
         start = stop
     return face_index.reshape(height, width), depth_buffer.reshape(height, width)
 
 
 def _rasterize_chunk(
-    sel: np.ndarray,
-    drawn: np.ndarray,
+    face_ids: np.ndarray,
     counts: np.ndarray,
     col_lo: np.ndarray,
     row_lo: np.ndarray,
@@ -239,11 +232,12 @@ def _rasterize_chunk(
     depth_buffer: np.ndarray,
 ) -> None:
     """Enumerate the candidate pixels of a run of faces and merge them into the flat buffers."""
-    owner = np.repeat(np.arange(len(sel)), counts)  # local face of each candidate
+    owner = np.repeat(np.arange(len(face_ids)), counts)  # run-local face of each candidate
     first = np.cumsum(counts) - counts
     offset = np.arange(len(owner)) - first[owner]
-    cols = col_lo[owner] + offset % box_w[owner]
-    rows = row_lo[owner] + offset // box_w[owner]
+    owner_w = box_w[owner]
+    rows = row_lo[owner] + offset // owner_w
+    cols = col_lo[owner] + offset % owner_w
     px, py = cols.astype(np.float64), rows.astype(np.float64)
 
     coef = bary_coef[owner]
@@ -259,7 +253,7 @@ def _rasterize_chunk(
     np.minimum.at(depth_buffer, pixel, depth)
     # Winners equal the running minimum; ties write any of the tied faces (all equally near).
     wins = depth <= depth_buffer[pixel]
-    face_index[pixel[wins]] = drawn[sel[owner[wins]]]
+    face_index[pixel[wins]] = face_ids[owner[wins]]
 
 
 def face_shading(
@@ -351,11 +345,15 @@ def render_meshes(
     colors = [None] * num_meshes if colors is None else list(colors)
     for name, values in (("faces", faces_list), ("camera", cameras), ("colors", colors)):
         if len(values) != num_meshes:
-            raise ValueError(f"got {len(values)} entries in {name} for {num_meshes} meshes; pass one per mesh")
+            raise ValueError(
+                f"got {len(values)} entries in {name} for {num_meshes} meshes; pass one per mesh"
+            )
 
     meshes, screen_parts, face_parts = [], [], []
     vert_offset = 0
-    for number, (verts, mesh_faces, mesh_camera, color) in enumerate(zip(verts_list, faces_list, cameras, colors)):
+    for number, (verts, mesh_faces, mesh_camera, color) in enumerate(
+        zip(verts_list, faces_list, cameras, colors)
+    ):
         verts = _to_numpy(verts)
         mesh_faces = _to_numpy(mesh_faces, np.int64)
         if verts.ndim != 2 or verts.shape[1] != 3:

@@ -34,7 +34,7 @@ def make_source(tmp_path_factory, body_model_dir):
     default_root = tmp_path_factory.mktemp("synthetic")
 
     def _make(cls, root: Path | None = None, **options):
-        settings = dict(num_samples=8, seed=3, image_size_range=SMALL_IMAGES, num_workers=0)
+        settings = {"num_samples": 8, "seed": 3, "image_size_range": SMALL_IMAGES, "num_workers": 0}
         settings.update(options)
         return cls(root or default_root, "train", body_model_dir=body_model_dir, **settings)
 
@@ -98,7 +98,7 @@ def test_kp3ds_are_the_body_model_of_the_stored_params(crowd, body_model_dir):
 
 def test_people_face_the_camera_unless_turned_away(solo):
     # Solo yaw is within +-60 degrees (5 % seen from behind): the nose is nearer the camera than the head.
-    facing = [bool((info["kp3ds"][0, 24, 2] < info["kp3ds"][0, 15, 2])) for info in _all_infos(solo)]
+    facing = [bool(info["kp3ds"][0, 24, 2] < info["kp3ds"][0, 15, 2]) for info in _all_infos(solo)]
     assert np.mean(facing) >= 0.75
 
 
@@ -138,7 +138,9 @@ def test_every_person_shows_its_torso_in_the_image(body_model_dir):
             inside = (torso[:, 0] >= 0) & (torso[:, 0] < width) & (torso[:, 1] >= 0) & (torso[:, 1] < height)
             shown = sample.person_index[torso[inside, 1], torso[inside, 0]]
             hidden_by_others = (shown == person).sum() < 2 and ((shown >= 0) & (shown != person)).any()
-            assert not hidden_by_others, f"sample {index}: person {person}'s torso is hidden but still labelled"
+            assert not hidden_by_others, (
+                f"sample {index}: person {person}'s torso is hidden but still labelled"
+            )
         assert set(range(len(sample.kp2ds))) <= set(np.unique(sample.person_index))
 
 
@@ -197,20 +199,27 @@ def test_worker_processes_give_the_same_data_as_one_process(tmp_path, make_sourc
     multi = make_source(SyntheticSolo, root=tmp_path / "two", num_samples=64, image_size_range=(48, 56),
                         num_workers=2)  # fmt: skip
     for index in (0, 31, 32, 63):
-        np.testing.assert_array_equal(single.get_image_info(index)["params"], multi.get_image_info(index)["params"])
-        assert Path(single.get_image_info(index)["imgpath"]).read_bytes() == Path(
-            multi.get_image_info(index)["imgpath"]
-        ).read_bytes()
+        np.testing.assert_array_equal(
+            single.get_image_info(index)["params"], multi.get_image_info(index)["params"]
+        )
+        assert (
+            Path(single.get_image_info(index)["imgpath"]).read_bytes()
+            == Path(multi.get_image_info(index)["imgpath"]).read_bytes()
+        )
 
 
 def test_sampled_poses_respect_the_joint_limits():
     rng = np.random.default_rng(0)
     poses = np.stack([sample_body_pose(rng) for _ in range(200)]).reshape(200, 21, 3)
-    assert np.all(poses >= BODY_JOINT_LIMITS[..., 0] - 1e-12) and np.all(poses <= BODY_JOINT_LIMITS[..., 1] + 1e-12)
+    assert np.all(poses >= BODY_JOINT_LIMITS[..., 0] - 1e-12) and np.all(
+        poses <= BODY_JOINT_LIMITS[..., 1] + 1e-12
+    )
     knees, elbows = poses[:, [3, 4], 0], poses[:, [17, 18], 1]  # SMPL joints 4/5 (x) and 18/19 (y)
     assert np.all(knees >= 0) and np.all(elbows[:, 0] <= 0) and np.all(elbows[:, 1] >= 0)
 
 
 def test_zero_yaw_orientation_is_smpl_turned_into_camera_axes():
     rotvec = sample_global_orient(np.random.default_rng(0), yaw_range_deg=0.0, max_tilt_deg=0.0)
-    np.testing.assert_allclose(Rotation.from_rotvec(rotvec).as_matrix(), np.diag([1.0, -1.0, -1.0]), atol=1e-12)
+    np.testing.assert_allclose(
+        Rotation.from_rotvec(rotvec).as_matrix(), np.diag([1.0, -1.0, -1.0]), atol=1e-12
+    )

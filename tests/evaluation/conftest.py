@@ -1,5 +1,6 @@
 """Fixtures of the evaluation tests: the stand-in body model, a network that returns hand-made maps, and
 hand-made evaluation batches."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,12 @@ def predictor(shared_cache_dir: Path) -> Predictor:
     return Predictor(BodyModel(model_dir, root_align=False, kind="standin"), root_align=True).eval()
 
 
-def person_params(global_orient: tuple[float, float, float] = (0.0, 0.0, 0.0), body_pose_scale: float = 0.0,
-                  betas: float = 0.0, seed: int = 0) -> torch.Tensor:
+def person_params(
+    global_orient: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    body_pose_scale: float = 0.0,
+    betas: float = 0.0,
+    seed: int = 0,
+) -> torch.Tensor:
     """A 145-vector: camera (1, 0, 0), global orient (axis-angle) and a random body pose of the given size, as
     the network's 6D layout."""
     generator = torch.Generator().manual_seed(seed)
@@ -76,8 +81,13 @@ class Scene:
     def set_params(self, image: int, cell_yx: tuple[int, int], params: torch.Tensor) -> None:
         self.params_maps[image, :, cell_yx[0], cell_yx[1]] = params
 
-    def add_person(self, image: int, cell_yx: tuple[int, int], kp3d54: np.ndarray | None,
-                   params: torch.Tensor | None = None) -> None:
+    def add_person(
+        self,
+        image: int,
+        cell_yx: tuple[int, int],
+        kp3d54: np.ndarray | None,
+        params: torch.Tensor | None = None,
+    ) -> None:
         """A GT person whose centre lies in the middle of map cell `cell_yx`."""
         y, x = cell_yx
         center = np.array([(x + 0.5) / MAP_SIZE * 2 - 1, (y + 0.5) / MAP_SIZE * 2 - 1], np.float32)
@@ -87,8 +97,10 @@ class Scene:
         return MapNet(self.center_maps.clone(), self.params_maps.clone())
 
     def batches(self, batch_size: int) -> list[dict]:
-        return [self.batch(list(range(start, min(start + batch_size, self.num_images))))
-                for start in range(0, self.num_images, batch_size)]
+        return [
+            self.batch(list(range(start, min(start + batch_size, self.num_images))))
+            for start in range(0, self.num_images, batch_size)
+        ]
 
     def batch(self, images: list[int]) -> dict:
         count = len(images)

@@ -1,4 +1,5 @@
 """CrowdPose keypoint AP: OKS and AP against hand-computed cases, and predictions mapped back to the image."""
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,13 @@ JOINTS = np.stack([np.arange(14) * 3.0 + 10.0, np.arange(14) * 2.0 + 40.0], axis
 BOX = [0.0, 0.0, 10.0, 20.0]  # OKS scale: 0.53 * 10 * 20 = 106 px^2
 
 
-def gt(keypoints: np.ndarray, visible: np.ndarray | None = None, box=BOX, iscrowd: int = 0,
-       crowd_index: float = 0.5) -> ImageGT:
+def gt(
+    keypoints: np.ndarray,
+    visible: np.ndarray | None = None,
+    box=BOX,
+    iscrowd: int = 0,
+    crowd_index: float = 0.5,
+) -> ImageGT:
     visible = np.ones(14) if visible is None else visible
     with_v = np.concatenate([keypoints, 2.0 * visible[:, None]], axis=1)
     return ImageGT(with_v[None], np.array([box]), np.array([iscrowd]), crowd_index)
@@ -65,7 +71,9 @@ def test_oks_of_a_gt_without_labelled_joints_measures_the_distance_outside_the_t
     inside = np.tile([95.0, 130.0], (14, 1))  # within x in [90, 120], y in [80, 140]
     outside = inside + [30.0, 0.0]  # x = 125: 5 px right of the region
     assert oks(inside[None], target)[0, 0] == pytest.approx(1.0)
-    sigmas = np.array([0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89, 0.79, 0.79]) / 10
+    sigmas = (
+        np.array([0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89, 0.79, 0.79]) / 10
+    )
     expected = np.mean(np.exp(-25.0 / (2 * sigmas) ** 2 / 106.0 / 2))
     assert oks(outside[None], target)[0, 0] == pytest.approx(expected, rel=1e-9)
 
@@ -82,9 +90,9 @@ def test_ap_of_a_hand_scored_set():
     """Image A: its person found exactly (score .9) and a false detection (.8); image B: its person found with
     OKS 0.68 (score .7), i.e. at the thresholds .50-.65 only.
 
-    Where B matches: TP, FP, TP -> precision [1, 1/2, 2/3] -> envelope [1, 2/3, 2/3]; recall [.5, .5, 1]: the 51
-    recall points <= .5 read 1, the 50 above read 2/3 -> 0.83498. Elsewhere: the 51 points <= .5 read 1, the
-    others 0 -> 0.50495. AP = (4 x 0.83498 + 6 x 0.50495) / 10.
+    Where B matches: TP, FP, TP -> precision [1, 1/2, 2/3] -> envelope [1, 2/3, 2/3]; recall [.5, .5, 1]: the
+    51 recall points <= .5 read 1, the 50 above read 2/3 -> 0.83498. Elsewhere: the 51 points <= .5 read 1,
+    the others 0 -> 0.50495. AP = (4 x 0.83498 + 6 x 0.50495) / 10.
     """
     image_a = ImageDetections(np.stack([JOINTS, JOINTS + 500.0]), np.array([0.9, 0.8]))
     gt_b = one_joint_gt(50.0, 60.0)
@@ -102,8 +110,11 @@ def test_ap_of_a_hand_scored_set():
 def test_a_detection_on_an_ignored_gt_is_neither_true_nor_false():
     region = gt(JOINTS + 300.0, np.zeros(14), box=[300.0, 300.0, 40.0, 80.0])  # no labelled joint: ignored
     person = gt(JOINTS)
-    both = ImageGT(np.concatenate([person.keypoints, region.keypoints]), np.array([BOX, region.boxes[0]]),
-                   np.array([0, 0]))
+    both = ImageGT(
+        np.concatenate([person.keypoints, region.keypoints]),
+        np.array([BOX, region.boxes[0]]),
+        np.array([0, 0]),
+    )
     detections = ImageDetections(np.stack([np.full((14, 2), 310.0), JOINTS]), np.array([0.95, 0.9]))
     matches = match_image(detections, both)
     assert matches.num_gt == 1 and matches.ignored[:, 0].all() and matches.matched[:, 1].all()
@@ -114,7 +125,9 @@ def test_a_detection_on_an_ignored_gt_is_neither_true_nor_false():
 
 def test_only_the_best_scored_detections_per_image_count():
     far = np.stack([JOINTS + 1000.0] * 20)
-    detections = ImageDetections(np.concatenate([far, JOINTS[None]]), np.concatenate([np.full(20, 0.9), [0.1]]))
+    detections = ImageDetections(
+        np.concatenate([far, JOINTS[None]]), np.concatenate([np.full(20, 0.9), [0.1]])
+    )
     assert accumulate([match_image(detections, gt(JOINTS), max_detections=20)])["AP"] == 0.0
     # With 21 kept, the person is found last: precision 1/21 at every recall point.
     assert accumulate([match_image(detections, gt(JOINTS), max_detections=21)])["AP"] == pytest.approx(1 / 21)
@@ -133,10 +146,17 @@ class TablePredictor(nn.Module):
         self.table = table
 
     def forward(self, params: torch.Tensor, selection) -> dict:
-        keys = zip(selection.batch_idx.tolist(), selection.center_yx[:, 0].tolist(), selection.center_yx[:, 1].tolist())
+        keys = zip(
+            selection.batch_idx.tolist(),
+            selection.center_yx[:, 0].tolist(),
+            selection.center_yx[:, 1].tolist(),
+        )
         pj2d = [torch.as_tensor(self.table[key], dtype=torch.float32) for key in keys]
-        return {"batch_idx": selection.batch_idx, "score": selection.score,
-                "pj2d": torch.stack(pj2d) if pj2d else torch.zeros(0, 54, 2)}
+        return {
+            "batch_idx": selection.batch_idx,
+            "score": selection.score,
+            "pj2d": torch.stack(pj2d) if pj2d else torch.zeros(0, 54, 2),
+        }
 
 
 def test_detections_are_mapped_back_to_the_original_image_and_scored(tmp_path):
@@ -170,7 +190,9 @@ def test_detections_are_mapped_back_to_the_original_image_and_scored(tmp_path):
     batch["image"][:, 0, 0, 0] = torch.arange(len(source), dtype=torch.uint8)
 
     protocol = Protocol(name="crowdpose_ap", kind="keypoint_ap")
-    result = evaluate_keypoint_ap(net, TablePredictor(table), [batch], protocol, evaluator, torch.device("cpu"))
+    result = evaluate_keypoint_ap(
+        net, TablePredictor(table), [batch], protocol, evaluator, torch.device("cpu")
+    )
     assert result["num_gt"] == 5 and result["num_detections"] == 6
     assert result["AP"] == pytest.approx(5 / 6, abs=1e-9)
     assert result["AP50"] == pytest.approx(5 / 6, abs=1e-9) and result["AR"] == pytest.approx(1.0)

@@ -1,4 +1,5 @@
 """Protocols: which rows are compared, the alignment root, config errors, the spelled-out description."""
+
 from __future__ import annotations
 
 import pytest
@@ -61,8 +62,22 @@ def test_validation_errors_name_the_val_node():
     assert info.value.key == "val.protocol.matching"
 
 
-@pytest.mark.parametrize("name", ["3dpw_p2", "cmup", "mupots_pck", "mpiinf_pck", "crowdpose_ap", "synthetic",
-                                  "pw3d_test", "mupots", "mpiinf_test", "crowdpose_val", "crowdpose_test"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "3dpw_p2",
+        "cmup",
+        "mupots_pck",
+        "mpiinf_pck",
+        "crowdpose_ap",
+        "synthetic",
+        "pw3d_test",
+        "mupots",
+        "mpiinf_test",
+        "crowdpose_val",
+        "crowdpose_test",
+    ],
+)
 def test_every_protocol_config_builds(name):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose("evaluate", overrides=["ckpt_path=x.pt", f"protocol={name}"])
@@ -77,12 +92,20 @@ def test_dataset_picks_its_protocol():
         for dataset in ("pw3d_test", "cmup", "mupots", "mpiinf_test", "crowdpose_val", "synthetic"):
             cfg = compose("evaluate", overrides=["ckpt_path=x.pt", f"dataset={dataset}"])
             chosen[dataset] = cfg.protocol.name
-    assert chosen == {"pw3d_test": "3dpw_p2", "cmup": "cmup", "mupots": "mupots_pck", "mpiinf_test": "mpiinf_pck",
-                      "crowdpose_val": "crowdpose_ap", "synthetic": "synthetic"}
+    assert chosen == {
+        "pw3d_test": "3dpw_p2",
+        "cmup": "cmup",
+        "mupots": "mupots_pck",
+        "mpiinf_test": "mpiinf_pck",
+        "crowdpose_val": "crowdpose_ap",
+        "synthetic": "synthetic",
+    }
 
 
 def test_description_spells_out_joints_alignment_and_matching():
-    described = Protocol.from_mapping(OmegaConf.create({"joints": "h36m17", "matching": "gt_center"})).describe()
+    described = Protocol.from_mapping(
+        OmegaConf.create({"joints": "h36m17", "matching": "gt_center"})
+    ).describe()
     assert described["joints"].startswith("h36m17: 17 joints (R_Ankle, R_Knee")
     assert described["alignment"].startswith("Pelvis subtracted")
     assert "own centre cell" in described["matching"]

@@ -1,4 +1,5 @@
 """evaluate_batches on hand-made maps: matching, misses, false detections, alignment, groups, batch size."""
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,9 @@ def lsp_gt_from_prediction(pred: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def protocol_3dpw(**changes) -> Protocol:
-    return Protocol(**{"name": "3dpw_p2", "joints": "lsp14", "pred_joints": "h36m17", "group_by": "sequence",
-                       **changes})
+    return Protocol(
+        **{"name": "3dpw_p2", "joints": "lsp14", "pred_joints": "h36m17", "group_by": "sequence", **changes}
+    )
 
 
 @pytest.fixture
@@ -54,7 +56,9 @@ def scene_with_miss_and_false_detection(predictor):
     return scene
 
 
-def test_nearest_center_scores_the_detection_and_counts_the_miss(scene_with_miss_and_false_detection, predictor):
+def test_nearest_center_scores_the_detection_and_counts_the_miss(
+    scene_with_miss_and_false_detection, predictor
+):
     scene = scene_with_miss_and_false_detection
     result = evaluate_batches(scene.net(), predictor, scene.batches(2), protocol_3dpw(), CPU)
     metrics = result.metrics()
@@ -67,15 +71,23 @@ def test_nearest_center_scores_the_detection_and_counts_the_miss(scene_with_miss
     assert metrics["det_recall"] == pytest.approx(0.5)
     assert metrics["det_precision"] == pytest.approx(0.5)
     assert result.table() == [
-        {"group": "seq_0", "people": 1, "missed": 0, "mpjpe": pytest.approx(5.0, abs=1e-4),
-         "pa_mpjpe": pytest.approx(metrics["pa_mpjpe"]), "pve": pytest.approx(0.0, abs=1e-3)},
+        {
+            "group": "seq_0",
+            "people": 1,
+            "missed": 0,
+            "mpjpe": pytest.approx(5.0, abs=1e-4),
+            "pa_mpjpe": pytest.approx(metrics["pa_mpjpe"]),
+            "pve": pytest.approx(0.0, abs=1e-3),
+        },
         {"group": "seq_1", "people": 0, "missed": 1},
     ]
 
 
 def test_gt_center_reads_each_persons_own_cell(scene_with_miss_and_false_detection, predictor):
     scene = scene_with_miss_and_false_detection
-    result = evaluate_batches(scene.net(), predictor, scene.batches(2), protocol_3dpw(matching="gt_center"), CPU)
+    result = evaluate_batches(
+        scene.net(), predictor, scene.batches(2), protocol_3dpw(matching="gt_center"), CPU
+    )
     metrics = result.metrics()
     assert (metrics["num_evaluated"], metrics["num_missed"]) == (2, 0)
     rows = {row["group"]: row for row in result.table()}
@@ -108,7 +120,7 @@ def test_missing_gt_joints_are_left_out(predictor):
 
 
 def test_cmu_protocol_aligns_on_the_pelvis_in_romps_h36m_order(predictor):
-    """GT = prediction shifted by 1 m, except the pelvis moved 3 cm more: pelvis alignment gives 16 x 30 mm / 17."""
+    """GT = prediction + 1 m, the pelvis moved 3 cm more: aligned on the pelvis, 16 joints err by 30 mm."""
     scene = Scene(1)
     upright = person_params(body_pose_scale=0.3, seed=3)
     pred = predicted(predictor, upright)["joints_h36m17"]
@@ -119,8 +131,15 @@ def test_cmu_protocol_aligns_on_the_pelvis_in_romps_h36m_order(predictor):
     scene.set_params(0, (4, 4), upright)
     scene.add_person(0, (4, 4), gt)
     scene.paths[0] = "/data/cmu/images/160422_mafia2-00_16_00000001.jpg"
-    protocol = Protocol(name="cmup", joints="h36m17", pred_joints="h36m17", metrics=("mpjpe",), group_by="sequence",
-                        group_pattern="(haggling|mafia|ultimatum|pizza)", report_group_mean=True)
+    protocol = Protocol(
+        name="cmup",
+        joints="h36m17",
+        pred_joints="h36m17",
+        metrics=("mpjpe",),
+        group_by="sequence",
+        group_pattern="(haggling|mafia|ultimatum|pizza)",
+        report_group_mean=True,
+    )
     result = evaluate_batches(scene.net(), predictor, scene.batches(1), protocol, CPU)
     assert result.metrics()["mpjpe"] == pytest.approx(16 * 30.0 / 17, abs=1e-3)
     assert [row["group"] for row in result.table()] == ["mafia"]
@@ -139,8 +158,13 @@ def test_group_mean_is_the_mean_of_sequence_means(predictor):
         scene.set_params(image, (4, 4), upright)
         scene.add_person(image, (4, 4), gt)
         scene.paths[image] = f"/cmu/images/160226_{group}1-00_16_{image:08d}.jpg"
-    protocol = Protocol(joints="h36m17", metrics=("mpjpe",), group_by="sequence",
-                        group_pattern="(haggling|mafia|ultimatum|pizza)", report_group_mean=True)
+    protocol = Protocol(
+        joints="h36m17",
+        metrics=("mpjpe",),
+        group_by="sequence",
+        group_pattern="(haggling|mafia|ultimatum|pizza)",
+        report_group_mean=True,
+    )
     metrics = evaluate_batches(scene.net(), predictor, scene.batches(3), protocol, CPU).metrics()
     assert metrics["mpjpe"] == pytest.approx(70.0 / 3, abs=1e-3)
     assert metrics["mpjpe_mean_of_groups"] == pytest.approx(27.5, abs=1e-3)
@@ -172,8 +196,12 @@ def test_metrics_do_not_depend_on_the_batch_size(predictor):
     for image in range(9):
         for slot in range(1 + image % 3):
             cell = (1 + 3 * slot, 1 + 2 * (image % 3))
-            params = person_params(global_orient=tuple(rng.uniform(-0.5, 0.5, 3)), body_pose_scale=0.4,
-                                   betas=float(rng.uniform(-1, 1)), seed=image * 10 + slot)
+            params = person_params(
+                global_orient=tuple(rng.uniform(-0.5, 0.5, 3)),
+                body_pose_scale=0.4,
+                betas=float(rng.uniform(-1, 1)),
+                seed=image * 10 + slot,
+            )
             pred = predicted(predictor, params)
             gt = lsp_gt_from_prediction(pred)
             gt[list(LSP14_FROM_54)] += rng.normal(0, 0.03, (14, 3))

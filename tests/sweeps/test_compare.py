@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from romp_hydra.compare import main
-from romp_hydra.sweeps.report import SweepReport, JobRow, format_table
+from romp_hydra.sweeps.report import JobRow, SweepReport, format_table, plot_metric_vs_weights
 from tests.sweeps.conftest import SWEEP_STEPS, sweep_runs
 
 
@@ -71,3 +71,16 @@ def test_best_row_skips_failed_and_non_finite_jobs(mode, expected_best):
     table = format_table(report)
     assert f"* best: job {expected_best}" in table
     assert "job 0 FAILED: RuntimeError: boom" in table
+
+
+def test_plot_has_one_panel_per_member_beyond_two(tmp_path):
+    import matplotlib.image
+
+    rows = [_row(0, "FINISHED", 3.0, 0.2), _row(1, "FAILED", None, 0.6)]
+    for row, third in zip(rows, (0.3, 0.1)):
+        row.weights = {"solo": 1 - row.weights["crowd"] - third, "crowd": row.weights["crowd"], "extra": third}
+    report = SweepReport(tracking_uri="sqlite:///x.db", parent_run_id="p", parent_run_name="sweep", sweep_dir=None,
+                         metric="val/mpjpe", mode="min", members=["solo", "crowd", "extra"], rows=rows)
+    path = plot_metric_vs_weights(report, tmp_path / "plot.png")
+    height, width, _ = matplotlib.image.imread(path).shape
+    assert width > 2.5 * height  # three panels side by side

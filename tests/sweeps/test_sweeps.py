@@ -2,11 +2,13 @@
 SQLite store (joblib), and the Optuna simplex search. Each is a real `python -m romp_hydra.train -m` process."""
 from __future__ import annotations
 
+import csv
 import math
 
 import pytest
 import yaml
 
+from romp_hydra.compare import main as compare
 from tests.sweeps.conftest import SWEEP_STEPS, run_sweep, sweep_runs
 
 pytestmark = pytest.mark.slow
@@ -95,3 +97,9 @@ def test_optuna_simplex_trials_have_weights_summing_to_one(tmp_path, shared_cach
     best = min(children, key=lambda child: child.data.metrics["best/val/mpjpe"])
     assert results["best_value"] == pytest.approx(best.data.metrics["best/val/mpjpe"], rel=1e-6)
     assert results["best_value"] < 1e6  # a real metric, not the failure objective
+
+    # the Optuna sweeper writes no multirun.yaml: compare finds the store in a job's .hydra/config.yaml
+    assert compare([str(sweep.sweep_dir), "--out", str(tmp_path / "report"), "--no-log"]) == 0
+    with open(tmp_path / "report" / "compare_val_mpjpe.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(row["u.synth_solo"]) for row in rows] == [float(c.data.params["u_synth_solo"]) for c in children]

@@ -77,7 +77,9 @@ def test_pinhole_camera_projects_to_the_expected_pixels():
     # A 1 m square at 2 m with f = 20 px spans 10 px around the principal point (16, 16): pixels 11..21.
     verts = np.array([[-0.5, -0.5, 2.0], [0.5, -0.5, 2.0], [0.5, 0.5, 2.0], [-0.5, 0.5, 2.0]])
     faces = np.array([[0, 1, 2], [0, 2, 3]])
-    out = _flat(np.zeros((32, 32, 3), np.uint8), [verts], faces, [RED], camera=PinholeCamera(20.0, (16.0, 16.0)))
+    out = _flat(
+        np.zeros((32, 32, 3), np.uint8), [verts], faces, [RED], camera=PinholeCamera(20.0, (16.0, 16.0))
+    )
     covered = np.argwhere(out[..., 0] == 255)
     assert covered.min(axis=0).tolist() == [11, 11] and covered.max(axis=0).tolist() == [21, 21]
     assert len(covered) == 11 * 11
@@ -86,7 +88,9 @@ def test_pinhole_camera_projects_to_the_expected_pixels():
 def test_points_behind_a_pinhole_camera_are_not_drawn():
     verts = np.array([[-0.5, -0.5, -2.0], [0.5, -0.5, -2.0], [0.5, 0.5, -2.0], [-0.5, 0.5, -2.0]])
     faces = np.array([[0, 1, 2], [0, 2, 3]])
-    out = _flat(np.zeros((32, 32, 3), np.uint8), [verts], faces, [RED], camera=PinholeCamera(20.0, (16.0, 16.0)))
+    out = _flat(
+        np.zeros((32, 32, 3), np.uint8), [verts], faces, [RED], camera=PinholeCamera(20.0, (16.0, 16.0))
+    )
     assert not out.any()
 
 
@@ -135,7 +139,9 @@ def test_lambert_shading_is_two_sided_and_keeps_the_ambient_share():
 def test_mesh_index_and_per_face_colours():
     verts, faces = _square(0, 0, 9, 9, depth=1.0)
     face_colors = np.array([RED, BLUE])
-    out, mesh_index = _flat(np.zeros((10, 10, 3), np.uint8), [verts], faces, [face_colors], return_mesh_index=True)
+    out, mesh_index = _flat(
+        np.zeros((10, 10, 3), np.uint8), [verts], faces, [face_colors], return_mesh_index=True
+    )
     assert np.all(mesh_index == 0)
     assert out[0, 9].tolist() == [255, 0, 0] and out[9, 0].tolist() == [0, 0, 255]  # the two triangles
 

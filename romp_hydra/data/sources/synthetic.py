@@ -9,15 +9,16 @@ only read the cache.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from romp_hydra.data.base import SourceDataset, load_image
 from romp_hydra.data.store import PackedStore
 from romp_hydra.data.synthetic.cache import ANNOTATION_FILE, ensure_synthetic_split
 from romp_hydra.data.synthetic.generator import VARIANTS, SceneConfig
 
-__all__ = ["SyntheticSource", "SyntheticSolo", "SyntheticCrowd"]
+__all__ = ["SyntheticCrowd", "SyntheticSolo", "SyntheticSource"]
 
 
 class SyntheticSource(SourceDataset):

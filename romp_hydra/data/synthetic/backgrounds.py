@@ -8,18 +8,23 @@ background is a pure function of the generator state.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 
-__all__ = ["random_background", "random_color", "BACKGROUND_KINDS"]
+__all__ = ["BACKGROUND_KINDS", "random_background", "random_color"]
 
 
-def random_color(rng: np.random.Generator, saturation: tuple[float, float] = (0.1, 0.9),
-                 value: tuple[float, float] = (0.2, 1.0)) -> np.ndarray:
+def random_color(
+    rng: np.random.Generator,
+    saturation: tuple[float, float] = (0.1, 0.9),
+    value: tuple[float, float] = (0.2, 1.0),
+) -> np.ndarray:
     """A random RGB colour (float, 0..255) drawn in HSV space, so saturation and brightness are controlled."""
-    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*saturation) * 255, rng.uniform(*value) * 255]]], np.float32)
+    hsv = np.array(
+        [[[rng.uniform(0, 180), rng.uniform(*saturation) * 255, rng.uniform(*value) * 255]]], np.float32
+    )
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float64)
 
 
@@ -93,8 +98,17 @@ def _add_blobs(rng: np.random.Generator, canvas: np.ndarray) -> None:
         center = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         axes = (int(rng.integers(4, max(5, width // 5))), int(rng.integers(4, max(5, height // 4))))
         color = tuple(float(c) for c in random_color(rng))
-        cv2.ellipse(canvas, center, axes, float(rng.uniform(0, 180)), 0.0, 360.0, color, thickness=-1,
-                    lineType=cv2.LINE_AA)
+        cv2.ellipse(
+            canvas,
+            center,
+            axes,
+            float(rng.uniform(0, 180)),
+            0.0,
+            360.0,
+            color,
+            thickness=-1,
+            lineType=cv2.LINE_AA,
+        )
 
 
 def random_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

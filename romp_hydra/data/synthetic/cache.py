@@ -32,9 +32,10 @@ import shutil
 import sys
 import time
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -45,13 +46,13 @@ from romp_hydra.data.synthetic.generator import GENERATOR_VERSION, SceneConfig, 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SPLITS",
     "ANNOTATION_FILE",
-    "sample_rng",
+    "SPLITS",
     "cache_folder_name",
     "ensure_body_model_files",
-    "load_body_model",
     "ensure_synthetic_split",
+    "load_body_model",
+    "sample_rng",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -148,9 +149,14 @@ def ensure_synthetic_split(
     with _exclusive_lock(root / f".{folder.name}.lock"):
         if _is_valid(folder, request["hash"]):  # another process generated it while we waited
             return folder
+        # Leftovers of a killed generator (we hold the lock, so nobody else is writing them).
+        for pattern in (f".{folder.name}.tmp*", f".{folder.name}.stale*"):
+            for leftover in root.glob(pattern):
+                shutil.rmtree(leftover, ignore_errors=True)
         staging = root / f".{folder.name}.tmp{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
         (staging / "images").mkdir(parents=True)
+        log.info("generating %d synthetic %s/%s images into %s (once; later runs reuse them)",
+                 num_samples, variant, split, folder)  # fmt: skip
         try:
             started = time.perf_counter()
             records = _generate(staging, request, config, body_model_kind, body_model_dir, num_workers)

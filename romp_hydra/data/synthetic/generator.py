@@ -25,7 +25,7 @@ from romp_hydra.data.synthetic.backgrounds import random_background, random_colo
 from romp_hydra.data.synthetic.poses import sample_betas, sample_body_pose, sample_global_orient
 from romp_hydra.viz.render import PinholeCamera, render_meshes
 
-__all__ = ["GENERATOR_VERSION", "SceneConfig", "VARIANTS", "SyntheticSample", "SceneGenerator"]
+__all__ = ["GENERATOR_VERSION", "VARIANTS", "SceneConfig", "SceneGenerator", "SyntheticSample"]
 
 # Bump whenever a change alters the generated images or annotations: it invalidates every cache.
 GENERATOR_VERSION = 1
@@ -73,10 +73,14 @@ class SceneConfig:
             raise ValueError(f"people_range must be (min, max) with 1 <= min <= max, got {self.people_range}")
         low, high = self.image_size_range
         if not 32 <= low <= high:
-            raise ValueError(f"image_size_range must be (min, max) pixels with 32 <= min <= max, got {self.image_size_range}")
+            raise ValueError(
+                f"image_size_range must be (min, max) pixels with 32 <= min <= max, got {self.image_size_range}"
+            )
         low, high = self.person_height_range
         if not 0 < low <= high:
-            raise ValueError(f"person_height_range must satisfy 0 < min <= max, got {self.person_height_range}")
+            raise ValueError(
+                f"person_height_range must satisfy 0 < min <= max, got {self.person_height_range}"
+            )
 
 
 VARIANTS: dict[str, SceneConfig] = {
@@ -165,7 +169,8 @@ def body_part_labels(rest_verts: np.ndarray, rest_joints24: np.ndarray) -> np.nd
     labels = np.array(parts)[distances.argmin(axis=1)]
     head = rest_joints24[15]
     is_hair = (labels == SKIN) & (
-        (rest_verts[:, 1] > head[1] + 0.07) | ((rest_verts[:, 2] < head[2] - 0.03) & (rest_verts[:, 1] > head[1] - 0.04))
+        (rest_verts[:, 1] > head[1] + 0.07)
+        | ((rest_verts[:, 2] < head[2] - 0.03) & (rest_verts[:, 1] > head[1] - 0.04))
     )
     labels[is_hair] = HAIR
     return labels
@@ -234,79 +239,108 @@ class SceneGenerator:
     def generate(self, rng: np.random.Generator) -> SyntheticSample:
         """One image with its annotations; a pure function of the generator state."""
         config = self.config
-        width, height = (int(v) for v in rng.integers(config.image_size_range[0], config.image_size_range[1] + 1, 2))
+        low, high = config.image_size_range
+        width, height = (int(v) for v in rng.integers(low, high + 1, 2))
         fov = np.deg2rad(rng.uniform(*config.fov_range_deg))
         focal = 0.5 * max(width, height) / np.tan(fov / 2)
-        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-        cam_mat = np.array([[focal, 0, cx], [0, focal, cy], [0, 0, 1]], np.float64)
+        cam_mat = np.array([[focal, 0, (width - 1) / 2.0], [0, focal, (height - 1) / 2.0], [0, 0, 1]])
 
         count = int(rng.integers(config.people_range[0], config.people_range[1] + 1))
         params = self.sample_params(rng, count)
         verts, joints = self.pose_bodies(params)
-        # Root-relative bounding boxes, (N, 3) each, used to size and place every person.
-        box_lows, box_highs = verts.min(axis=1).astype(np.float64), verts.max(axis=1).astype(np.float64)
+        people, translations = self._place_people(rng, verts, joints, width, height, cam_mat)
+        background = random_background(rng, height, width)
+        palettes = [_clothing_palette(rng) for _ in people]
+        image, person_index, people, translations = self._render(
+            background, verts, joints, people, translations, palettes, cam_mat
+        )
 
+        root_trans = np.array(translations, np.float64).reshape(-1, 3)
+        kp3ds = joints[people]
+        uv = _project(kp3ds.astype(np.float64) + root_trans[:, None], cam_mat)
+        inside = (
+            (uv[..., 0] >= 0) & (uv[..., 0] <= width - 1) & (uv[..., 1] >= 0) & (uv[..., 1] <= height - 1)
+        )
+        return SyntheticSample(
+            image=image,
+            kp2ds=np.concatenate([uv, inside[..., None]], axis=-1).astype(np.float32),
+            kp3ds=kp3ds.astype(np.float32),
+            params=params[people],
+            root_trans=root_trans.astype(np.float32),
+            cam_mat=cam_mat.astype(np.float32),
+            person_index=person_index.astype(np.int8),
+        )
+
+    def _place_people(
+        self,
+        rng: np.random.Generator,
+        verts: np.ndarray,
+        joints: np.ndarray,
+        width: int,
+        height: int,
+        cam_mat: np.ndarray,
+    ) -> tuple[list[int], list[np.ndarray]]:
+        """Camera-frame root translations for the posed bodies; returns the placed bodies' indices and
+        translations. A body whose torso centre cannot be put inside the image, apart from the others'
+        centres, within ``_PLACEMENT_ATTEMPTS`` draws is left out."""
+        min_distance = self.config.min_center_distance
+        # Root-relative bounding boxes, used to size and place every body.
+        box_lows, box_highs = verts.min(axis=1).astype(np.float64), verts.max(axis=1).astype(np.float64)
         people: list[int] = []
         translations: list[np.ndarray] = []
-        torso_centers: list[np.ndarray] = []
-        person_heights: list[float] = []
-        for i in range(count):
+        centers: list[tuple[np.ndarray, float]] = []  # torso centre (px) and projected height of each
+        for i in range(len(verts)):
             for _ in range(_PLACEMENT_ATTEMPTS):
                 trans, pixel_height = self._place(rng, box_lows[i], box_highs[i], width, height, cam_mat)
                 center = _project(joints[i, list(TORSO_JOINTS)].mean(axis=0) + trans, cam_mat)
                 if not (0 <= center[0] <= width - 1 and 0 <= center[1] <= height - 1):
                     continue
-                if any(
-                    np.linalg.norm(center - other) < config.min_center_distance * min(pixel_height, other_height)
-                    for other, other_height in zip(torso_centers, person_heights)
-                ):
-                    continue
-                people.append(i)
-                translations.append(trans)
-                torso_centers.append(center)
-                person_heights.append(pixel_height)
-                break
+                too_close = any(
+                    np.linalg.norm(center - other) < min_distance * min(pixel_height, other_height)
+                    for other, other_height in centers
+                )
+                if not too_close:
+                    people.append(i)
+                    translations.append(trans)
+                    centers.append((center, pixel_height))
+                    break
+        return people, translations
 
-        background = random_background(rng, height, width)
-        palettes = [_clothing_palette(rng) for _ in people]
-        camera = PinholeCamera(focal=focal, principal_point=(cx, cy))
+    def _render(
+        self,
+        background: np.ndarray,
+        verts: np.ndarray,
+        joints: np.ndarray,
+        people: list[int],
+        translations: list[np.ndarray],
+        palettes: list[np.ndarray],
+        cam_mat: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, list[int], list[np.ndarray]]:
+        """Render the placed people; people whose torso is hidden behind others are removed (and the
+        image rendered again without them). Returns image, person-index map, people, translations."""
+        camera = PinholeCamera(focal=float(cam_mat[0, 0]), principal_point=(cam_mat[0, 2], cam_mat[1, 2]))
         while True:
-            image, mesh_index = render_meshes(
+            image, person_index = render_meshes(
                 background,
                 [verts[i] + t for i, t in zip(people, translations)],
                 self.faces,
                 [palette[self.face_parts] for palette in palettes],
                 camera=camera,
-                cull_backfaces=True,  # the body model's faces are outward: back faces are hidden anyway
+                cull_backfaces=True,  # the body model's faces point outwards: back faces are hidden anyway
                 return_mesh_index=True,
             )
-            hidden = [
-                k for k, (i, t) in enumerate(zip(people, translations))
-                if _hidden_by_others(joints[i] + t, cam_mat, mesh_index, k)
-            ]  # fmt: skip
+            hidden = {
+                k
+                for k, (i, t) in enumerate(zip(people, translations))
+                if _hidden_by_others(joints[i] + t, cam_mat, person_index, k)
+            }
             if not hidden:
-                break
-            # Dropping people only uncovers the others, so the loop ends.
+                return image, person_index, people, translations
+            # Removing people only uncovers the others, so this loop ends.
             keep = [k for k in range(len(people)) if k not in hidden]
             people = [people[k] for k in keep]
             translations = [translations[k] for k in keep]
             palettes = [palettes[k] for k in keep]
-
-        root_trans = np.array(translations, np.float64).reshape(-1, 3)
-        kp3ds = joints[people]
-        camera_joints = kp3ds.astype(np.float64) + root_trans[:, None]
-        uv = _project(camera_joints, cam_mat)
-        inside = (uv[..., 0] >= 0) & (uv[..., 0] <= width - 1) & (uv[..., 1] >= 0) & (uv[..., 1] <= height - 1)
-        kp2ds = np.concatenate([uv, inside[..., None]], axis=-1)
-        return SyntheticSample(
-            image=image,
-            kp2ds=kp2ds.astype(np.float32),
-            kp3ds=kp3ds.astype(np.float32),
-            params=params[people],
-            root_trans=root_trans.astype(np.float32),
-            cam_mat=cam_mat.astype(np.float32),
-            person_index=mesh_index.astype(np.int8),
-        )
 
     def _place(
         self,
@@ -356,11 +390,15 @@ def _project(points: np.ndarray, cam_mat: np.ndarray) -> np.ndarray:
     return points[..., :2] / points[..., 2:3] * np.diag(cam_mat)[:2] + cam_mat[:2, 2]
 
 
-def _hidden_by_others(camera_joints: np.ndarray, cam_mat: np.ndarray, mesh_index: np.ndarray, person: int) -> bool:
+def _hidden_by_others(
+    camera_joints: np.ndarray, cam_mat: np.ndarray, mesh_index: np.ndarray, person: int
+) -> bool:
     """True if fewer than ``_MIN_VISIBLE_TORSO_JOINTS`` of the person's torso joints land on its own pixels
     and at least one lands on another person's (a torso seen edge-on or cut by the border is no reason)."""
     height, width = mesh_index.shape
     uv = np.rint(_project(camera_joints[list(TORSO_JOINTS)], cam_mat)).astype(np.int64)
     inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
     shown = mesh_index[uv[inside, 1], uv[inside, 0]]
-    return bool((shown == person).sum() < _MIN_VISIBLE_TORSO_JOINTS and ((shown >= 0) & (shown != person)).any())
+    return bool(
+        (shown == person).sum() < _MIN_VISIBLE_TORSO_JOINTS and ((shown >= 0) & (shown != person)).any()
+    )

@@ -16,13 +16,13 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 __all__ = [
-    "NUM_BODY_JOINTS",
     "BODY_JOINT_LIMITS",
-    "REST_POSE",
-    "sample_body_pose",
-    "sample_betas",
-    "sample_global_orient",
     "BODY_TO_CAMERA",
+    "NUM_BODY_JOINTS",
+    "REST_POSE",
+    "sample_betas",
+    "sample_body_pose",
+    "sample_global_orient",
 ]
 
 NUM_BODY_JOINTS = 21  # SMPL joints 1..21; the hands (22, 23) are not part of ROMP's 66 pose values
@@ -53,7 +53,9 @@ _LIMITS_DEG: dict[int, tuple[tuple[float, float], tuple[float, float], tuple[flo
 }
 
 # (21, 3, 2) radians: BODY_JOINT_LIMITS[j, axis] = (low, high) for SMPL joint j + 1.
-BODY_JOINT_LIMITS = np.deg2rad(np.array([_LIMITS_DEG[j] for j in range(1, NUM_BODY_JOINTS + 1)], dtype=np.float64))
+BODY_JOINT_LIMITS = np.deg2rad(
+    np.array([_LIMITS_DEG[j] for j in range(1, NUM_BODY_JOINTS + 1)], dtype=np.float64)
+)
 
 # A relaxed standing pose (arms hanging at the sides, elbows slightly bent), inside the limits. Sampled
 # poses interpolate between it and a uniform draw within the limits, so calm and wild poses both occur.
@@ -68,7 +70,9 @@ REST_POSE[19 - 1] = np.deg2rad([0, 10, 0])
 BODY_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
 
 
-def sample_body_pose(rng: np.random.Generator, amplitude_range: tuple[float, float] = (0.2, 1.0)) -> np.ndarray:
+def sample_body_pose(
+    rng: np.random.Generator, amplitude_range: tuple[float, float] = (0.2, 1.0)
+) -> np.ndarray:
     """A (63,) axis-angle body pose within ``BODY_JOINT_LIMITS``.
 
     ``pose = rest + a * (uniform_within_limits - rest)`` with one ``a ~ U(amplitude_range)`` per person: small

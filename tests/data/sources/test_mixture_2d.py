@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -62,7 +64,11 @@ def test_crowdpose_val_is_an_evaluation_set_of_every_image(compose_cfg, data_dir
     assert batch["person_mask"].sum() == 5  # 3 + 1 + the 36 px person an unfiltered split keeps
 
 
+@pytest.mark.timeout(90)  # a deadlocked worker fails the test instead of hanging the suite
 def test_mixture_through_the_dataloader_with_workers(compose_cfg, data_dir):
+    # As in training after an in-process validation pass (or after any earlier test here), OpenCV's thread pool is
+    # already running in this process when the workers fork: loading must still work.
+    cv2.warpAffine(np.zeros((480, 640, 3), np.uint8), np.eye(2, 3), (512, 512))
     members = ["crowdpose", "crowdhuman", "mpii", "lsp", "posetrack", "internet"]
     cfg = compose_cfg(["dataset=coco", f"paths.data_dir={data_dir}", *SMALL, "data.num_workers=2",
                        *(f"+source@dataset.members.{key}={key}" for key in members)])
