@@ -23,13 +23,13 @@ function of (annotations, generator state).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from romp_hydra.config.schema import AugmentConfig
 from romp_hydra.geometry.rotations import inplane_rotation_matrix_np
 
 # A keypoint whose visibility is <= this is treated as missing (ROMP's vis_thresh).
@@ -42,49 +42,8 @@ OCCLUDER_SIZE_RANGE = (0.2, 0.5)
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as torchvision
 
 
-def config_value(cfg: Any, key: str, default: Any = None) -> Any:
-    """``cfg[key]`` for a mapping (DictConfig, dict) or ``cfg.key`` for an attribute object; ``default`` if absent."""
-    if isinstance(cfg, Mapping):
-        value = cfg.get(key, default)
-    else:
-        value = getattr(cfg, key, default)
-    return default if value is None else value
-
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    """Training augmentation options (``cfg.data.augment``)."""
-
-    enabled: bool = True
-    flip_prob: float = 0.5
-    rotate_prob: float = 0.2
-    max_rotate_deg: float = 30.0
-    crop_prob_2d: float = 0.1
-    crop_prob_3d: float = 0.4
-    color_jitter_prob: float = 0.2
-    color_jitter_strength: float = 0.1
-    occlusion_prob: float = 0.0
-
-    @classmethod
-    def from_cfg(cls, cfg: Any) -> AugmentSettings:
-        """Read the settings from a mapping or attribute object (DictConfig, dataclass); missing keys default."""
-        values: dict[str, Any] = {}
-        for field in fields(cls):
-            value = config_value(cfg, field.name)
-            if value is not None:
-                values[field.name] = bool(value) if field.name == "enabled" else float(value)
-        settings = cls(**values)
-        for name in ("flip_prob", "rotate_prob", "crop_prob_2d", "crop_prob_3d", "color_jitter_prob",
-                     "occlusion_prob"):
-            prob = getattr(settings, name)
-            if not 0.0 <= prob <= 1.0:
-                raise ValueError(f"data.augment.{name} = {prob} is not a probability; use a value in [0, 1]")
-        if settings.max_rotate_deg < 0 or settings.color_jitter_strength < 0:
-            raise ValueError(
-                f"data.augment.max_rotate_deg = {settings.max_rotate_deg} and color_jitter_strength = "
-                f"{settings.color_jitter_strength} must be >= 0"
-            )
-        return settings
+# The options are the config schema's (one definition of names and defaults): cfg.data.augment.
+AugmentSettings = AugmentConfig
 
 
 @dataclass(frozen=True)

@@ -34,21 +34,21 @@ gets no slot (as ROMP).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from romp_hydra.body.joint_sets import FLIP54, ROOT_JOINTS
+from romp_hydra.config.schema import DataConfig
 from romp_hydra.data import masks
 from romp_hydra.data.augment import (
     VIS_THRESHOLD,
     AugmentParams,
-    AugmentSettings,
     apply_affine,
     build_affine,
     color_jitter,
-    config_value,
     crop_offsets,
     draw_augment_params,
     rotate_flip_points3d,
@@ -82,37 +82,16 @@ _FLIP54 = np.asarray(FLIP54)
 _ROOT_JOINTS = list(ROOT_JOINTS)
 
 
-@dataclass(frozen=True)
-class PipelineSettings:
-    """The ``cfg.data`` keys the pipeline reads."""
+def pipeline_settings(data_cfg: Any) -> DataConfig:
+    """``cfg.data`` (DictConfig, dict or DataConfig) as the schema's DataConfig: types checked, absent keys default.
 
-    input_size: int = 512
-    centermap_size: int = 64
-    max_person: int = 64
-    collision_aware_centermap: bool = True
-    collision_factor: float = 0.2
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
-
-    @classmethod
-    def from_cfg(cls, data_cfg: Any) -> PipelineSettings:
-        """Read ``cfg.data`` (DictConfig, dict or attribute object); absent keys take the defaults above."""
-        defaults = cls()
-        settings = cls(
-            input_size=int(config_value(data_cfg, "input_size", defaults.input_size)),
-            centermap_size=int(config_value(data_cfg, "centermap_size", defaults.centermap_size)),
-            max_person=int(config_value(data_cfg, "max_person", defaults.max_person)),
-            collision_aware_centermap=bool(
-                config_value(data_cfg, "collision_aware_centermap", defaults.collision_aware_centermap)
-            ),
-            collision_factor=float(config_value(data_cfg, "collision_factor", defaults.collision_factor)),
-            augment=AugmentSettings.from_cfg(config_value(data_cfg, "augment", {})),
-        )
-        for name in ("input_size", "centermap_size", "max_person"):
-            if getattr(settings, name) < 1:
-                raise ValueError(f"data.{name} = {getattr(settings, name)} must be a positive integer")
-        if settings.collision_factor < 0:
-            raise ValueError(f"data.collision_factor = {settings.collision_factor} must be >= 0")
-        return settings
+    The schema is the one definition of the data options; `config.validate` checks their ranges for every entry
+    point, so this only fills and types them (tests and scripts pass plain dicts).
+    """
+    if isinstance(data_cfg, DataConfig):
+        return data_cfg
+    merged = OmegaConf.merge(OmegaConf.structured(DataConfig), data_cfg or {})
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
 @dataclass
@@ -127,12 +106,12 @@ class SamplePipeline:
     """Turns one ``img_info`` into one training (or evaluation) sample.
 
     Args:
-        data_cfg: ``cfg.data`` (or a ready :class:`PipelineSettings`).
+        data_cfg: ``cfg.data`` (DictConfig, dict or the schema's ``DataConfig``).
         train: augment and apply CAR. ``False`` (evaluation) letterboxes the whole image, unchanged.
     """
 
     def __init__(self, data_cfg: Any, train: bool) -> None:
-        self.settings = data_cfg if isinstance(data_cfg, PipelineSettings) else PipelineSettings.from_cfg(data_cfg)
+        self.settings = pipeline_settings(data_cfg)
         self.train = train
 
     def __call__(

@@ -289,12 +289,14 @@ class Protocol:
         if self.one_to_one:
             matching += " (one-to-one, Hungarian)"
         metrics = ", ".join(self.metric_names())
+        names = comparison.root_names
+        root = f"the midpoint of {names[0]} and {names[1]}" if len(names) == 2 else names[0]
         return {
             "name": self.name,
             "kind": "3D joints and meshes of GT-matched people",
             "joints": f"{self.joints}: {len(comparison.names)} joints ({', '.join(comparison.names)})",
             "prediction": prediction,
-            "alignment": f"{' and '.join(comparison.root_names)} subtracted (mean) before MPJPE/PCK; "
+            "alignment": f"{root} moved to the origin before MPJPE/PCK; "
             "PA-MPJPE: similarity Procrustes per person on its visible joints",
             "matching": matching,
             "detection": f"{detection}; a true positive lies within {self.detection_radius_cells:g} cells "

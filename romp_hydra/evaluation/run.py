@@ -160,6 +160,7 @@ def validate_evaluation_config(cfg: DictConfig) -> None:
 
 
 def select_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; a CUDA device without CUDA is a ConfigError."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -195,6 +196,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     See the module docstring for the steps and conf/evaluate.yaml for the options.
     """
     validate_evaluation_config(cfg)
+    with open_dict(cfg):
+        cfg.ckpt_path = str(Path(str(cfg.ckpt_path)).expanduser().resolve())  # logged: say which file exactly
     info = read_checkpoint_info(cfg.ckpt_path)
     if cfg.use_ckpt_arch and info.config is not None:
         adopted = adopt_checkpoint_architecture(cfg, info.config)

@@ -221,12 +221,13 @@ def evaluate_batches(
         add_missed_people(result, batch, match, protocol)
         if match.num_matched == 0:
             continue
-        scores = maps["center_map"].flatten(1)[
-            match.batch_idx, match.sample_yx[:, 0] * size + match.sample_yx[:, 1]
-        ]
+        images, cells = match.batch_idx.to(device), match.sample_yx.to(device)
         selection = Selection(
-            batch_idx=match.batch_idx, person_idx=match.person_idx, center_yx=match.sample_yx, score=scores
-        ).to(device)
+            batch_idx=images,
+            person_idx=match.person_idx.to(device),
+            center_yx=cells,
+            score=maps["center_map"][images, 0, cells[:, 0], cells[:, 1]],
+        )
         people = predictor(sample_params(maps["params_maps"], selection), selection)
         add_matched_people(result, batch, match, people, predictor, protocol)
         if on_batch is not None:

@@ -11,12 +11,18 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
 from romp_hydra.config.errors import ConfigError
-from romp_hydra.evaluation.run import evaluate, validate_evaluation_config
+from romp_hydra.evaluation.run import (
+    adopt_checkpoint_architecture,
+    evaluate,
+    set_batchnorm_mode,
+    validate_evaluation_config,
+)
 from romp_hydra.training.run import train
 from tests.conftest import CONF_DIR, REPO_ROOT
 from tests.data.sources.fixtures_2d import write_crowdpose_fixture
@@ -44,6 +50,7 @@ TINY = [
     "data.val_batch_size=4",
     "logger=none",
     "trainer.max_steps=1",
+    "trainer.val_at_start=false",
 ]
 # VIBE db rows (vid_name = <sequence>_<person>, frame): 5 images, 7 people (the last row is written invalid).
 VIBE_ROWS = [
@@ -134,6 +141,7 @@ def test_evaluate_scores_every_person_per_sequence(compose_cfg, checkpoint, data
     assert metrics == pytest.approx(seven, rel=0, abs=1e-3, nan_ok=True)
 
 
+@pytest.mark.slow
 def test_results_are_logged_to_mlflow_as_a_run_or_into_one(compose_cfg, checkpoint, data_dir):
     # A run of their own, with the config and the spelled-out protocol as params.
     cfg = compose_cfg(evaluation_overrides(checkpoint, data_dir, "logger=mlflow"), config_name="evaluate")
@@ -198,6 +206,7 @@ def test_configuration_errors_name_the_key(compose_cfg, data_dir, tmp_path):
         validate_evaluation_config(cfg)
 
 
+@pytest.mark.slow
 def test_command_line_evaluation_and_its_config_error(checkpoint, data_dir, tmp_path, shared_cache_dir):
     common = [
         sys.executable,
@@ -231,3 +240,34 @@ def test_command_line_evaluation_and_its_config_error(checkpoint, data_dir, tmp_
         f"Invalid configuration: ckpt_path='{tmp_path / 'nope.pt'}': is not a file",
         "  fix: give the path of a checkpoint file (relative paths are taken from the current folder)",
     ]
+
+
+def test_checkpoint_architecture_yields_to_the_command_line(compose_cfg):
+    trained = {
+        "backbone": {"_target_": "romp_hydra.models.backbones.HRNet", "width": 8, "pretrained": None},
+        "model": {"head_channels": 16, "head_blocks": 2},
+        "body_model": {
+            "kind": "standin",
+            "model_dir": "${paths.cache_dir}/standin_smpl",
+            "gender": "neutral",
+            "root_align": True,
+        },
+        "data": {"input_size": 64, "centermap_size": 8},
+    }
+    cfg = compose_cfg(
+        ["ckpt_path=x.pt", "model.head_channels=32", "data.input_size=128"], config_name="evaluate"
+    )
+    adopted = adopt_checkpoint_architecture(cfg, trained)
+    assert adopted == ["backbone", "body_model", "data.centermap_size"]
+    assert cfg.backbone.width == 8 and cfg.model.head_channels == 32 and cfg.data.input_size == 128
+    # Interpolations in the training config resolve against this run's paths.
+    assert cfg.body_model.kind == "standin"
+    assert cfg.body_model.model_dir == f"{cfg.paths.cache_dir}/standin_smpl"
+
+
+def test_batchnorm_train_mode_uses_batch_statistics():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Dropout(0.5))
+    set_batchnorm_mode(net, "train")
+    assert [m.training for m in net] == [False, True, False]
+    set_batchnorm_mode(net, "eval")
+    assert not any(m.training for m in net.modules())

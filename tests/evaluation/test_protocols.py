@@ -107,5 +107,5 @@ def test_description_spells_out_joints_alignment_and_matching():
         OmegaConf.create({"joints": "h36m17", "matching": "gt_center"})
     ).describe()
     assert described["joints"].startswith("h36m17: 17 joints (R_Ankle, R_Knee")
-    assert described["alignment"].startswith("Pelvis subtracted")
+    assert described["alignment"].startswith("Pelvis moved to the origin")
     assert "own centre cell" in described["matching"]

@@ -11,15 +11,18 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from romp_hydra.body.joint_sets import convert_to_54
 from romp_hydra.data.augment import VIS_THRESHOLD
-from romp_hydra.data.store import StoreFormatError
+from romp_hydra.data.base import DatasetNotFoundError
+from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # The three ways a source can be told which annotation file to read (option `annotations`).
 ANNOTATION_CHOICES = ("auto", "official", "romp")
@@ -122,11 +125,32 @@ def choose_annotation_file(choice: str, official: Path | None, romp: Path | None
     raise not_found(wanted[0], what)
 
 
+def located_or_packed(source: StoreBackedSource, locate: Callable[[], T]) -> T | None:
+    """`locate()`, or None when what it looks for is missing (it raised DatasetNotFoundError) but the source's store
+    is already packed: a packed dataset needs its images, not its original annotation files."""
+    try:
+        return locate()
+    except DatasetNotFoundError as err:
+        if not source.store_path.is_file():
+            raise
+        log.info("%s: using the packed store %s (%s)", source.key, source.store_path, str(err).splitlines()[0])
+        return None
+
+
+def annotation_file_or_packed(source: StoreBackedSource, choice: str, official: Path | None, romp: Path | None
+                              ) -> tuple[str | None, Path | None]:
+    """`choose_annotation_file`, or (None, None) when the files are gone but the source's store is packed."""
+    found = located_or_packed(source, lambda: choose_annotation_file(choice, official, romp, source.not_found,
+                                                                     source.key))
+    return found if found is not None else (None, None)
+
+
 def options_tag(**options: Any) -> str:
     """A short stable hash of the options that shape a store's content, for its file name.
 
     A store packed with other options (another threshold, another stride) then lives in another file, so changing
-    an option repacks instead of silently reusing the old content.
+    an option repacks instead of silently reusing the old content. Pass the options as configured (e.g. the
+    `annotations` choice, not the file it resolved to), so the store is found again once the files are gone.
     """
     text = json.dumps(options, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:8]

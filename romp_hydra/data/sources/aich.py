@@ -9,7 +9,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from romp_hydra.data.sources._shared_2d import ImageSizes, choose_annotation_file, joints_to_54, options_tag
+from romp_hydra.data.sources._shared_2d import (
+    ImageSizes,
+    annotation_file_or_packed,
+    joints_to_54,
+    options_tag,
+)
 from romp_hydra.data.sources._shared_3d import load_romp_annots
 from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
@@ -78,17 +83,19 @@ class AIChallenger(StoreBackedSource):
         official = self.root / f"ai_challenger_keypoint_{word}_<date>" / json_name
         if self.set_dir is not None:
             official = _single_match(self.set_dir, f"keypoint_{word}_annotations_*.json") or self.set_dir / json_name
-        self.annotation_kind, self.annotation_path = choose_annotation_file(
-            annotations, official, self.root / ROMP_FILE, self.not_found, self.key)
+        self.annotations = annotations
+        self.official_file = official
+        self.annotation_kind, self.annotation_path = annotation_file_or_packed(
+            self, annotations, official, self.root / ROMP_FILE)
 
     @property
     def store_path(self) -> Path:
-        tag = options_tag(annotations=self.annotation_kind, image_stride=self.image_stride,
+        tag = options_tag(annotations=self.annotations, image_stride=self.image_stride,
                           min_person_vis_sum=self.min_person_vis_sum)
         return self.store_dir / f"{self.key}_{self.split}_{tag}.npz"
 
     def annotation_files(self) -> list[Path]:
-        return [self.annotation_path]
+        return [self.annotation_path or self.official_file]
 
     def read_annotations(self) -> Iterator[Mapping[str, Any]]:
         reader = self._read_official if self.annotation_kind == "official" else self._read_romp

@@ -17,9 +17,10 @@ import numpy as np
 
 from romp_hydra.data.sources._shared_2d import (
     ImageSizes,
-    choose_annotation_file,
+    annotation_file_or_packed,
     empty_poses,
     joints_to_54,
+    located_or_packed,
     options_tag,
 )
 from romp_hydra.data.sources._shared_3d import load_romp_annots
@@ -123,8 +124,8 @@ class CocoStyleSource(StoreBackedSource):
         self.person_filter = PersonFilter(float(min_person_vis_sum), float(min_image_vis_sum), height,
                                           bool(filter_images))
         self.annotations = annotations
-        self.annotation_kind, self.annotation_path = choose_annotation_file(
-            annotations, self.official_file(), self.romp_file(), self.not_found, self.key)
+        self.annotation_kind, self.annotation_path = annotation_file_or_packed(
+            self, annotations, self.official_file(), self.romp_file())
 
     # -- what a subclass names ----------------------------------------------------------------------------------
     def official_file(self) -> Path | None:
@@ -143,7 +144,7 @@ class CocoStyleSource(StoreBackedSource):
 
     def store_options(self) -> dict[str, Any]:
         """The options that shape the store's content (they go into its file name)."""
-        return {"annotations": self.annotation_kind, **self.person_filter.as_dict()}
+        return {"annotations": self.annotations, **self.person_filter.as_dict()}
 
     # -- packing ----------------------------------------------------------------------------------------------
     @property
@@ -151,7 +152,8 @@ class CocoStyleSource(StoreBackedSource):
         return self.store_dir / f"{self.key}_{self.split}_{options_tag(**self.store_options())}.npz"
 
     def annotation_files(self) -> list[Path]:
-        return [self.annotation_path]
+        # Without a located file (the store was packed before it went) packing needs the official one back.
+        return [self.annotation_path or self.official_file()]
 
     def raw_images(self) -> Iterator[tuple[str, tuple[int, int] | None, list[np.ndarray]]]:
         """(file name, (H, W) or None if unknown, raw (K, 3) persons) per image of the annotation file."""
@@ -243,12 +245,16 @@ class COCO(CocoStyleSource):
                  eft_file: str | Path | None = None, eft_max_offset: float | None = DEFAULT_MAX_OFFSET,
                  filter_images: bool = True, min_person_vis_sum: float = 1, min_image_vis_sum: float = 3,
                  min_image_height: float | None = None):
+        # Set first: the base class locates the annotation file, which needs the store name these options shape.
+        self.eft = eft_options(eft, eft_file, eft_max_offset, key or "coco")
         super().__init__(root, split, key=key or "coco", store_dir=store_dir, annotations=annotations,
                          filter_images=filter_images, min_person_vis_sum=min_person_vis_sum,
                          min_image_vis_sum=min_image_vis_sum, min_image_height=min_image_height)
-        self.eft = eft_options(eft, eft_file, eft_max_offset, self.key)
-        self.eft_path = find_eft_file(self.root, self.eft_json_name, eft_file, self.not_found) if eft else None
+        self.eft_path = located_or_packed(self, self._find_eft_file) if eft else None
         self._fits: dict[str, list[EftFit]] = {}
+
+    def _find_eft_file(self) -> Path:
+        return find_eft_file(self.root, self.eft_json_name, self.eft["eft_file"], self.not_found)
 
     def official_file(self) -> Path:
         return self.root / "annotations" / f"person_keypoints_{self.split}.json"
@@ -266,6 +272,8 @@ class COCO(CocoStyleSource):
         return super().annotation_files() + ([self.eft_path] if self.eft_path is not None else [])
 
     def read_annotations(self) -> Iterator[Mapping[str, Any]]:
+        if self.eft["eft"]:  # packing needs the fits, even if the store was found without them
+            self.eft_path = self.eft_path or self._find_eft_file()
         self._fits = load_eft_fits(self.eft_path) if self.eft_path is not None else {}
         matched = 0
         for record in super().read_annotations():

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from romp_hydra.data.sources._shared_2d import ImageSizes, choose_annotation_file, options_tag
+from romp_hydra.data.sources._shared_2d import ImageSizes, annotation_file_or_packed, options_tag
 from romp_hydra.data.sources._shared_3d import load_romp_annots
 from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
@@ -32,7 +32,7 @@ class CrowdHuman(StoreBackedSource):
 
     Annotations provided: box-only persons, stored as (4, 2) [full box left-top, full box right-bottom, visible box
     left-top, visible box right-bottom] in pixels with vmask_2d [F, F, T]: not a 54-joint pose, no track id, every
-    person labelled (so the centre-map loss applies; the pipeline puts a box person's centre at its visible box).
+    person labelled (so the centre-map loss applies; the pipeline derives a box person's centre from its boxes).
     vmask_3d is all False. Boxes tagged 'mask' (crowds, reflections) or with extra.ignore = 1 are left out, as ROMP
     does; images left without a person are dropped.
 
@@ -59,16 +59,17 @@ class CrowdHuman(StoreBackedSource):
         if split not in SPLITS:
             raise ValueError(f"crowdhuman split={split!r}: use one of {', '.join(SPLITS)}")
         super().__init__(root, split, key=key or "crowdhuman", store_dir=store_dir)
-        self.annotation_kind, self.annotation_path = choose_annotation_file(
-            annotations, self.root / f"annotation_{split}.odgt", self.root / f"annots_{split}.npz", self.not_found,
-            self.key)
+        self.annotations = annotations
+        self.official_file = self.root / f"annotation_{split}.odgt"
+        self.annotation_kind, self.annotation_path = annotation_file_or_packed(
+            self, annotations, self.official_file, self.root / f"annots_{split}.npz")
 
     @property
     def store_path(self) -> Path:
-        return self.store_dir / f"{self.key}_{self.split}_{options_tag(annotations=self.annotation_kind)}.npz"
+        return self.store_dir / f"{self.key}_{self.split}_{options_tag(annotations=self.annotations)}.npz"
 
     def annotation_files(self) -> list[Path]:
-        return [self.annotation_path]
+        return [self.annotation_path or self.official_file]
 
     def read_annotations(self) -> Iterator[Mapping[str, Any]]:
         sizes = ImageSizes(self.root, self.key)

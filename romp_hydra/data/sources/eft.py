@@ -42,8 +42,17 @@ from romp_hydra.geometry.rotations import rotmat_to_axis_angle
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EftFit", "VMASK_3D_EFT", "read_eft_json", "read_romp_eft_npz", "find_eft_file", "load_eft_fits",
-           "match_fits", "attach_fits"]
+__all__ = [
+    "VMASK_3D_EFT",
+    "EftFit",
+    "attach_fits",
+    "eft_options",
+    "find_eft_file",
+    "load_eft_fits",
+    "match_fits",
+    "read_eft_json",
+    "read_romp_eft_npz",
+]
 
 VMASK_3D_EFT = (False, True, True, False, False, False)
 ROMP_EFT_FILE = "eft_annots.npz"

@@ -9,7 +9,7 @@ import numpy as np
 
 from romp_hydra.data.base import SourceDataset, load_image
 
-__all__ = ["Internet", "IMAGE_EXTENSIONS"]
+__all__ = ["IMAGE_EXTENSIONS", "Internet"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from romp_hydra.data.sources._shared_2d import ImageSizes, joints_to_54, options_tag
+from romp_hydra.data.sources._shared_2d import ImageSizes, joints_to_54, located_or_packed, options_tag
 from romp_hydra.data.sources.eft import (
     DEFAULT_MAX_OFFSET,
     attach_fits,
@@ -83,7 +83,10 @@ class LSP(StoreBackedSource):
             raise ValueError(f"lsp split={split!r}: hr-lspet has only the 'train' split")
         super().__init__(root, split, key=key or "lsp", store_dir=store_dir)
         self.eft = eft_options(eft, eft_file, eft_max_offset, self.key)
-        self.eft_path = find_eft_file(self.root, self.eft_json_name, eft_file, self.not_found) if eft else None
+        self.eft_path = located_or_packed(self, self._find_eft_file) if eft else None
+
+    def _find_eft_file(self) -> Path:
+        return find_eft_file(self.root, self.eft_json_name, self.eft["eft_file"], self.not_found)
 
     @property
     def store_path(self) -> Path:
@@ -94,6 +97,8 @@ class LSP(StoreBackedSource):
 
     def read_annotations(self) -> Iterator[Mapping[str, Any]]:
         joints = read_lsp_joints(self.require("joints.mat", "hr-lspet's joints.mat"))
+        if self.eft["eft"]:  # packing needs the fits, even if the store was found without them
+            self.eft_path = self.eft_path or self._find_eft_file()
         fits = load_eft_fits(self.eft_path) if self.eft_path is not None else {}
         numbered = sorted((int(m.group(1)), path.name) for path in self.root.iterdir()
                           if (m := _IMAGE_NAME.match(path.name)))

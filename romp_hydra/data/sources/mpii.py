@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from romp_hydra.data.sources._shared_2d import ImageSizes, joints_to_54, options_tag
+from romp_hydra.data.sources._shared_2d import ImageSizes, joints_to_54, located_or_packed, options_tag
 from romp_hydra.data.sources.eft import (
     DEFAULT_MAX_OFFSET,
     attach_fits,
@@ -92,7 +92,10 @@ class MPII(StoreBackedSource):
             raise ValueError(f"mpii split={split!r}: use one of {', '.join(SPLITS)} (HRNet's annot/<split>.json)")
         super().__init__(root, split, key=key or "mpii", store_dir=store_dir)
         self.eft = {**eft_options(eft, eft_file, eft_max_offset, self.key), "eft_images_only": bool(eft_images_only)}
-        self.eft_path = find_eft_file(self.root, self.eft_json_name, eft_file, self.not_found) if eft else None
+        self.eft_path = located_or_packed(self, self._find_eft_file) if eft else None
+
+    def _find_eft_file(self) -> Path:
+        return find_eft_file(self.root, self.eft_json_name, self.eft["eft_file"], self.not_found)
 
     @property
     def store_path(self) -> Path:
@@ -104,6 +107,8 @@ class MPII(StoreBackedSource):
 
     def read_annotations(self) -> Iterator[Mapping[str, Any]]:
         persons = read_mpii_json(self.require(f"annot/{self.split}.json", "HRNet's MPII annotation json"))
+        if self.eft["eft"]:  # packing needs the fits, even if the store was found without them
+            self.eft_path = self.eft_path or self._find_eft_file()
         fits = load_eft_fits(self.eft_path) if self.eft_path is not None else {}
         sizes = ImageSizes(self.root, self.key)
         images = matched = 0

@@ -10,7 +10,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from romp_hydra.data.sources._shared_2d import ImageSizes, choose_annotation_file, joints_to_54, options_tag
+from romp_hydra.data.sources._shared_2d import (
+    ImageSizes,
+    annotation_file_or_packed,
+    joints_to_54,
+    options_tag,
+)
 from romp_hydra.data.sources._shared_3d import load_romp_annots
 from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
@@ -70,19 +75,22 @@ class PoseTrack(StoreBackedSource):
         self.min_person_vis_sum = float(min_person_vis_sum)
         self.annotation_dir = self.root / "annotations" / split
         self.video_files = sorted(self.annotation_dir.glob("*.json")) if self.annotation_dir.is_dir() else []
-        # choose_annotation_file takes one file: the first video json stands for the folder.
-        official = self.video_files[0] if self.video_files else self.annotation_dir / "<video>.json"
-        self.annotation_kind, self.annotation_path = choose_annotation_file(
-            annotations, official, self.root / f"annots_{split}.npz", self.not_found, self.key)
+        self.annotations = annotations
+        # The first video json stands for the folder (it is a placeholder path when there is none, for the message).
+        self.official_file = self.video_files[0] if self.video_files else self.annotation_dir / "<video>.json"
+        self.annotation_kind, self.annotation_path = annotation_file_or_packed(
+            self, annotations, self.official_file, self.root / f"annots_{split}.npz")
 
     @property
     def store_path(self) -> Path:
-        tag = options_tag(annotations=self.annotation_kind, frame_stride=self.frame_stride,
+        tag = options_tag(annotations=self.annotations, frame_stride=self.frame_stride,
                           min_person_vis_sum=self.min_person_vis_sum)
         return self.store_dir / f"{self.key}_{self.split}_{tag}.npz"
 
     def annotation_files(self) -> list[Path]:
-        return list(self.video_files) if self.annotation_kind == "official" else [self.annotation_path]
+        if self.annotation_kind == "official":
+            return list(self.video_files)
+        return [self.annotation_path or self.official_file]
 
     def read_annotations(self) -> Iterator[Mapping[str, Any]]:
         frames = self._official_frames() if self.annotation_kind == "official" else self._romp_frames()

@@ -46,11 +46,6 @@ AICH_ORDER = ("right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "
               "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "head_top", "neck")
 POSETRACK_ORDER = ("nose", "upper_neck", "head_top", "left_ear", "right_ear") + COCO_ORDER[5:]
 
-# Our 54-joint names of the landmarks the tests look up.
-JOINT54_NAME = {"left_wrist": "L_Wrist", "right_ankle": "R_Ankle", "head_top": "Head_top", "neck": "Neck_LSP",
-                "upper_neck": "Neck", "left_hip": "L_Hip", "right_hip": "R_Hip", "nose": "Nose",
-                "left_shoulder": "L_Shoulder", "thorax": "Thorax_MPII", "pelvis": "Pelvis"}
-
 _LIMBS = [("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("left_hip", "left_knee"),
           ("left_knee", "left_ankle"), ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
           ("right_hip", "right_knee"), ("right_knee", "right_ankle"), ("left_shoulder", "right_shoulder"),
@@ -95,7 +90,7 @@ def draw_people(width: int, height: int, people: Sequence[Person], seed: int = 0
 
 
 def _pt(xy: np.ndarray) -> tuple[int, int]:
-    return int(round(float(xy[0]))), int(round(float(xy[1])))
+    return round(float(xy[0])), round(float(xy[1]))
 
 
 def write_image(path: Path, width: int, height: int, people: Sequence[Person], seed: int = 0) -> Path:
@@ -211,7 +206,6 @@ def write_coco_fixture(data_dir: Path, *, split: str = "train2014", eft: str | N
 
     fixture = Fixture(root, images=[f"images/{split}/{names[0]}", f"images/{split}/{names[1]}"],
                       people={f"images/{split}/{names[0]}": [a, b], f"images/{split}/{names[1]}": [d]})
-    fixture.extra["persons"] = persons
     if eft is not None:
         fits = [(names[0], keypoint_box_centre(persons[names[0]][0]) + [3, -2], eft_pose(1), np.linspace(-1, 1, 10)),
                 (names[1], keypoint_box_centre(persons[names[1]][0]), eft_pose(2), np.linspace(0, 0.5, 10)),

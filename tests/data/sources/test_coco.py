@@ -98,6 +98,21 @@ def test_missing_data_names_what_belongs_there(tmp_path):
         COCO(fixture.root, split="val2014", eft=False)
 
 
+def test_a_packed_dataset_needs_no_annotation_files(tmp_path):
+    fixture = write_coco_fixture(tmp_path, eft="json")
+    expected = COCO(fixture.root).get_image_info(0)
+    (fixture.root / "annotations" / "person_keypoints_train2014.json").unlink()
+    (fixture.root / "eft_fit" / "COCO2014-All-ver01.json").unlink()
+    source = COCO(fixture.root)
+    info = source.get_image_info(0)
+    np.testing.assert_array_equal(info["kp2ds"], expected["kp2ds"])
+    np.testing.assert_array_equal(info["params"], expected["params"])
+    with pytest.raises(DatasetNotFoundError, match="person_keypoints_train2014.json"):
+        source.pack_data()  # packing again needs them back
+    with pytest.raises(DatasetNotFoundError):
+        COCO(fixture.root, min_image_height=100)  # another option: another store, which is not packed
+
+
 def test_store_is_plain_arrays(tmp_path):
     fixture = write_coco_fixture(tmp_path, eft="json")
     path = COCO(fixture.root).pack_data()

@@ -11,6 +11,7 @@ from romp_hydra.data.sources.crowdhuman import CrowdHuman
 from romp_hydra.data.sources.crowdpose import CrowdPose
 from romp_hydra.data.store import StoreFormatError
 from tests.data.sources.fixtures_2d import (
+    CROWDPOSE_ORDER,
     assert_valid_batch,
     pipeline_batch,
     save_romp_npz,
@@ -49,10 +50,7 @@ def test_crowdpose_romp_archive(tmp_path):
     json_store = CrowdPose(fixture.root).store
     raw = {"100000.jpg": np.zeros((1, 14, 3)), "100001.jpg": np.zeros((1, 14, 3))}
     person = fixture.people["images/100001.jpg"][0]
-    raw["100001.jpg"][0, :, :2] = [person.joints[n] for n in
-                                   ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
-                                    "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-                                    "right_ankle", "head_top", "neck")]
+    raw["100001.jpg"][0, :, :2] = person.raw(CROWDPOSE_ORDER)
     raw["100001.jpg"][0, :, 2] = 2
     save_romp_npz(fixture.root / "annots_train.npz", annot=raw)
     source = CrowdPose(fixture.root, annotations="romp")
