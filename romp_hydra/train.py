@@ -45,7 +45,7 @@ def main(cfg: DictConfig) -> float | None:
 
     if job is None:
         return train(cfg)
-    forget_previous_run_id(job.output_dir)
+    forget_previous_run_id(cfg, job.output_dir)
     try:
         place_job_on_gpu(cfg, job.num)
         objective = train(cfg)

@@ -80,9 +80,11 @@ def place_job_on_gpu(cfg: DictConfig, job_num: int) -> str:
     return placed
 
 
-def forget_previous_run_id(output_dir: Path) -> None:
+def forget_previous_run_id(cfg: DictConfig, output_dir: Path) -> None:
     """Remove an `mlflow_run_id` left in a reused job directory (same hydra.sweep.dir twice), so that a failure
     of this job is never recorded on the earlier job's run."""
+    if OmegaConf.select(cfg, "logger.kind", default="none") != "mlflow":
+        return  # nothing to forget, and no reason to import MLflow
     from romp_hydra.tracking.mlflow_tracker import RUN_ID_FILE
 
     (output_dir / RUN_ID_FILE).unlink(missing_ok=True)

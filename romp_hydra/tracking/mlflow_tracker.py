@@ -274,8 +274,13 @@ def run_tags(cfg: DictConfig, run_dir: Path, hydra_cfg: DictConfig | None) -> di
 
 
 def default_run_name(cfg: DictConfig, hydra_cfg: DictConfig | None) -> str:
+    """task_name plus the job's key overrides; in a sweep the job number comes first, so every child run has a
+    distinct, ordered name even when a long override list is cut (the swept value is in its params)."""
     task_name = str(OmegaConf.select(cfg, "task_name", default="train"))
     overrides = OmegaConf.select(hydra_cfg, "overrides.task", default=[]) if hydra_cfg is not None else []
+    job_num = OmegaConf.select(hydra_cfg, "job.num", default=None) if hydra_cfg is not None else None
+    if job_num is not None and str(OmegaConf.select(hydra_cfg, "mode", default="")).endswith("MULTIRUN"):
+        task_name = f"{task_name}-job{job_num}"
     return build_run_name(task_name, [str(o) for o in overrides or []])
 
 

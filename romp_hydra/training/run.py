@@ -108,8 +108,6 @@ def train(cfg: DictConfig) -> Optional[float]:
 
     tracker = build_tracker(cfg, rank=dist.rank)
     checkpoint_state = load_checkpoint(resume_ckpt) if resume_ckpt is not None else None
-    resume_run_id = (checkpoint_state or {}).get("loop", {}).get("tracker_run_id")
-    run_id = tracker.start(cfg, run_dir, resume_run_id=resume_run_id)
     pictures = TrainingPictures(run_dir, tracker, faces=body_model.faces.cpu().numpy(),
                                 input_size=int(cfg.data.input_size))
     validator = Validator.from_config(cfg, net, predictor, device, pictures=pictures) if cfg.get("val") else None
@@ -130,8 +128,9 @@ def train(cfg: DictConfig) -> Optional[float]:
                       checkpoint_extra={"config": OmegaConf.to_container(cfg, resolve=False)})
     if checkpoint_state is not None:
         trainer.load_state_dict(checkpoint_state)
-    trainer.state.tracker_run_id = run_id
 
+    # The run opens only once everything is built, so a failure above leaves no run stuck in RUNNING.
+    trainer.state.tracker_run_id = tracker.start(cfg, run_dir, resume_run_id=trainer.state.tracker_run_id)
     status = "FAILED"
     try:
         final = trainer.fit()
@@ -155,9 +154,9 @@ def objective(final: dict, metric: Optional[str], trainer: Trainer) -> Optional[
         return None
     value = trainer.state.best_value if trainer.state.best_value is not None else final.get(metric)
     if value is None or not math.isfinite(value):
-        log.warning("no finite %s was measured (e.g. nothing detected yet); the sweep objective is %g",
-                    metric, FAILED_OBJECTIVE)
-        return FAILED_OBJECTIVE
+        worst = FAILED_OBJECTIVE if trainer.settings.val_mode == "min" else -FAILED_OBJECTIVE
+        log.warning("no finite %s was measured (e.g. nothing detected yet); the sweep objective is %g", metric, worst)
+        return worst
     return float(value)
 
 

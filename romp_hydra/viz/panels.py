@@ -60,10 +60,11 @@ def image_row(batch: Mapping[str, Any], maps: Mapping[str, torch.Tensor], people
     for person in np.flatnonzero(batch["person_mask"][index].cpu().numpy()):
         pixels, present = normalized_to_pixels(gt[person], size)
         joints = draw_skeleton(joints, pixels, present, colors=GT_COLORS, thickness=1, radius=1)
+    radius = max(1, size // 192)  # small inputs (quickstart: 128 px) need small joint dots
     for i in mine:
         pixels, present = normalized_to_pixels(people["pj2d"][i].detach().cpu().float().numpy(), size)
         present &= np.all(np.abs(pixels - size / 2) < 2 * size, axis=-1)
-        joints = draw_skeleton(joints, pixels, present)
+        joints = draw_skeleton(joints, pixels, present, thickness=radius, radius=radius)
 
     gt_map = batch["centermap"][index, 0].detach().cpu().float().numpy()
     pred_map = maps["center_map"][index, 0].detach().cpu().float().numpy()

@@ -91,8 +91,8 @@ def test_parent_run_with_two_nested_children(tiny_cfg, tracking_uri, tmp_path, h
     children = {run_id: client.get_run(run_id) for run_id in (finished, crashed)}
     for child in children.values():
         assert child.data.tags["mlflow.parentRunId"] == parent_id
-    assert children[finished].info.run_name == "train-coco=0.2"
-    assert children[crashed].info.run_name == "train-coco=0.5"
+    assert children[finished].info.run_name == "train-job0-coco=0.2"  # job number first: distinct, ordered
+    assert children[crashed].info.run_name == "train-job1-coco=0.5"
     assert children[finished].data.tags["sweep.job_num"] == "0"
     assert children[crashed].info.status == "FAILED"
     assert children[crashed].data.tags["error"] == "RuntimeError: CUDA OOM"
@@ -192,9 +192,9 @@ def test_real_hydra_multirun_nests_jobs_and_closes_the_parent(tmp_path, tracking
     parent = next(run for run in runs if run.data.tags.get("sweep.is_parent") == "true")
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert [child.info.run_name for child in children] == [
-        "toy-weight=0.2",
-        "toy-weight=0.3",
-        "toy-weight=0.5",
+        "toy-job0-weight=0.2",
+        "toy-job1-weight=0.3",
+        "toy-job2-weight=0.5",
     ]
     assert [child.info.status for child in children] == ["FINISHED", "FINISHED", "FAILED"]
     assert [child.data.metrics["objective"] for child in children] == [2.0, 3.0, 5.0]
