@@ -72,7 +72,8 @@ class SourceDataset:
 
     Args:
         root: the dataset folder (must exist).
-        split: which split to read (train / val / test, or the dataset's own split names).
+        split: which split to read (train / val / test, or the dataset's own split names); None = the first of
+            `splits` (or 'train'). A name outside `splits` is an error naming the splits the dataset has.
         key: the registry key of this source in a mixture (the conf/source/<key>.yaml name); used as the `ds`
             tag of every sample and in error messages. Defaults to the lower-cased class name.
         options: dataset-specific options from the source config; a subclass that takes none rejects them.
@@ -90,16 +91,23 @@ class SourceDataset:
     homepage: ClassVar[str] = ""
     # Which annotations this source provides, in words (shown by `describe()` and the check CLI).
     provides: ClassVar[str] = ""
+    # The splits the dataset has (empty: any name); the first is the default.
+    splits: ClassVar[tuple[str, ...]] = ()
+    # The registry key used when none is given (default: the lower-cased class name).
+    default_key: ClassVar[str | None] = None
 
-    def __init__(self, root: str | Path, split: str = "train", *, key: str | None = None, **options: Any):
+    def __init__(self, root: str | Path, split: str | None = None, *, key: str | None = None, **options: Any):
         if options:
             raise TypeError(
                 f"{type(self).__name__} got unknown option(s) {sorted(options)}; "
                 f"remove them from the source config or use a dataset class that takes them"
             )
+        self.key = key or self.default_key or type(self).__name__.lower()
+        split = split if split is not None else (self.splits[0] if self.splits else "train")
+        if self.splits and split not in self.splits:
+            raise ValueError(f"{self.key} split={split!r}: this dataset has the split(s) {', '.join(self.splits)}")
         self.root = Path(root).expanduser()
         self.split = split
-        self.key = key or type(self).__name__.lower()
         if not self.root.is_dir():
             raise self.not_found(self.root, "the dataset folder")
 

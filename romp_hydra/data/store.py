@@ -359,7 +359,7 @@ class StoreBackedSource(SourceDataset):
         store_dir: where to write the store (default: the dataset root); use it when root is read-only.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", *, key: str | None = None,
+    def __init__(self, root: str | Path, split: str | None = None, *, key: str | None = None,
                  store_dir: str | Path | None = None, **options: Any):
         super().__init__(root, split, key=key, **options)
         self.store_dir = Path(store_dir).expanduser() if store_dir else self.root

@@ -60,17 +60,8 @@ class CMUPanoptic(StoreBackedSource):
     """
     provides: ClassVar[str] = "2D joints, 3D joints (17 H36M joints) for evaluation; several people per image"
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "test",
-        *,
-        key: str | None = None,
-        store_dir: str | Path | None = None,
-    ):
-        if split != "test":
-            raise ValueError(f"cmup split={split!r}: CMU Panoptic is used for evaluation only (split 'test')")
-        super().__init__(root, split, key=key or "cmup", store_dir=store_dir)
+    splits: ClassVar[tuple[str, ...]] = ("test",)
+    default_key: ClassVar[str | None] = "cmup"
 
     def annotation_files(self) -> list[Path]:
         folder = self.root / "panoptic_annot"

@@ -355,17 +355,12 @@ class MPIINF3DHPTest(StoreBackedSource):
         "2D + 3D joints (17, universal skeleton), root translation, intrinsics; one person per image"
     )
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "test",
-        *,
-        key: str | None = None,
-        store_dir: str | Path | None = None,
-    ):
-        if split != "test":
-            raise ValueError(f"mpiinf_test split={split!r}: the test set has only split 'test'")
-        super().__init__(root, split, key=key or "mpiinf_test", store_dir=store_dir)
+    splits: ClassVar[tuple[str, ...]] = ("test",)
+    default_key: ClassVar[str | None] = "mpiinf_test"
+
+    def __init__(self, root: str | Path, split: str | None = None, *, key: str | None = None,
+                 store_dir: str | Path | None = None):
+        super().__init__(root, split, key=key, store_dir=store_dir)
         self._sizes: dict[int, tuple[int, int]] = {}
 
     def sequences(self) -> list[int]:

@@ -108,17 +108,8 @@ class MuCo(StoreBackedSource):
     """
     provides: ClassVar[str] = "2D + 3D joints (21), root translations, intrinsics; several people per image"
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        *,
-        key: str | None = None,
-        store_dir: str | Path | None = None,
-    ):
-        if split != "train":
-            raise ValueError(f"muco split={split!r}: MuCo-3DHP has only a training split ('train')")
-        super().__init__(root, split, key=key or "muco", store_dir=store_dir)
+    splits: ClassVar[tuple[str, ...]] = ("train",)
+    default_key: ClassVar[str | None] = "muco"
 
     def annotation_files(self) -> list[Path]:
         return [self.root / (RAW_FILE if (self.root / RAW_FILE).is_file() else ROMP_FILE)]

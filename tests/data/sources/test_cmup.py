@@ -60,7 +60,7 @@ def test_missing_annotations_say_where_they_come_from(tmp_path):
     with pytest.raises(DatasetNotFoundError) as caught:
         len(CMUPanoptic(tmp_path / "cmu"))
     assert "panoptic_annot" in str(caught.value) and "JiangWenPL/multiperson" in str(caught.value)
-    with pytest.raises(ValueError, match="evaluation only"):
+    with pytest.raises(ValueError, match="has the split.s. test"):
         CMUPanoptic(tmp_path / "cmu", "train")
 
 

@@ -86,7 +86,7 @@ def test_muco_romp_npz(tmp_path):
 
 
 def test_muco_has_only_a_training_split(tmp_path):
-    with pytest.raises(ValueError, match="only a training split"):
+    with pytest.raises(ValueError, match="has the split.s. train"):
         MuCo(tmp_path, "test")
     with pytest.raises(DatasetNotFoundError, match="annots_augmented.npz"):
         len(MuCo(tmp_path))
