@@ -1,8 +1,8 @@
 """Shared fixtures: compose the real conf/ tree with outputs redirected into pytest's temporary folders."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pytest
 from hydra import compose, initialize_config_dir

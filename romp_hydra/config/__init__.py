@@ -4,4 +4,4 @@ from romp_hydra.config.errors import ConfigError, exit_with_config_error
 from romp_hydra.config.schema import register_configs
 from romp_hydra.config.validate import normalized_weights, validate_config
 
-__all__ = ["ConfigError", "exit_with_config_error", "register_configs", "validate_config", "normalized_weights"]
+__all__ = ["ConfigError", "exit_with_config_error", "normalized_weights", "register_configs", "validate_config"]

@@ -7,7 +7,7 @@ weights, sums, sizes) live in `validate.py`, which every entry point runs right 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -59,7 +59,7 @@ class DatasetConfig:
     """A mixture: named members, each a source config with `_target_` (see conf/source/)."""
 
     name: str = MISSING
-    members: Dict[str, Any] = field(default_factory=dict)
+    members: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,7 +67,7 @@ class SamplingConfig:
     """Marginal probability of drawing each mixture member. Empty weights = uniform over the members."""
 
     name: str = "uniform"
-    weights: Dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
     normalize: bool = False
     # An epoch is a fixed number of samples, independent of the weights, so mixtures compare step for step.
     epoch_samples: int = 320_000
@@ -84,11 +84,11 @@ class BodyModelConfig:
 @dataclass
 class TrainerConfig:
     epochs: int = 120
-    max_steps: Optional[int] = None
+    max_steps: int | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16 (AMP; CUDA only)
     channels_last: bool = True
-    grad_clip_norm: Optional[float] = None
+    grad_clip_norm: float | None = None
     accumulate_steps: int = 1
     log_every_steps: int = 50
     vis_every_steps: int = 200
@@ -103,18 +103,18 @@ class LoggerConfig:
     kind: str = "mlflow"  # mlflow | none
     tracking_uri: str = "sqlite:///${paths.root_dir}/mlflow.db"
     experiment_name: str = "romp_hydra"
-    run_name: Optional[str] = None
+    run_name: str | None = None
 
 
 @dataclass
 class TrainConfig:
     task_name: str = "train"
     seed: int = 0
-    tags: List[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
     # true: continue the latest run of this task; a path: continue that run directory or checkpoint.
     resume: Any = False
     # Model weights to start from (fine-tuning): ours, or a ROMP checkpoint (module.* keys).
-    ckpt_path: Optional[str] = None
+    ckpt_path: str | None = None
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Dict, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,7 +36,7 @@ def validate_config(cfg: DictConfig) -> None:
         _check_choice("logger.kind", cfg.logger.kind, LOGGER_KINDS, "logger=mlflow or logger=none")
 
 
-def normalized_weights(sampling: Mapping[str, Any], members: list[str]) -> Dict[str, float]:
+def normalized_weights(sampling: Mapping[str, Any], members: list[str]) -> dict[str, float]:
     """The weights actually used: the configured ones divided by their sum, or uniform when none are given."""
     weights = dict(sampling.get("weights") or {})
     if not weights:

@@ -1,8 +1,8 @@
 """The model path shared by training, validation and evaluation: network -> centres -> parameters -> people."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import nullcontext
-from typing import Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -35,8 +35,8 @@ def people_from_maps(
     maps: Mapping[str, Tensor],
     predictor: Predictor,
     *,
-    centers: Optional[Tensor] = None,
-    person_mask: Optional[Tensor] = None,
+    centers: Tensor | None = None,
+    person_mask: Tensor | None = None,
     match_mode: str = "nearest_peak",
     threshold: float = 0.2,
     top_k: int = 64,

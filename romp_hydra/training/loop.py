@@ -5,9 +5,10 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,10 +39,10 @@ class TrainingDiverged(RuntimeError):
 @dataclass
 class LoopSettings:
     epochs: int
-    max_steps: Optional[int]
+    max_steps: int | None
     precision: str
     channels_last: bool
-    grad_clip_norm: Optional[float]
+    grad_clip_norm: float | None
     accumulate_steps: int
     log_every_steps: int
     vis_every_steps: int
@@ -51,7 +52,7 @@ class LoopSettings:
     match_mode: str
     center_threshold: float
     top_k: int
-    val_metric: Optional[str] = None
+    val_metric: str | None = None
     val_mode: str = "min"
     val_at_start: bool = False
 
@@ -64,10 +65,10 @@ class LoopState:
     epoch: int = 0
     nan_steps: int = 0
     consecutive_nan: int = 0
-    best_value: Optional[float] = None
-    best_step: Optional[int] = None
+    best_value: float | None = None
+    best_step: int | None = None
     last_val: dict = field(default_factory=dict)
-    tracker_run_id: Optional[str] = None
+    tracker_run_id: str | None = None
 
 
 class Trainer:
@@ -87,9 +88,9 @@ class Trainer:
 
     def __init__(self, net: nn.Module, predictor: Predictor, criterion: Criterion, optimizer, scheduler, loader,
                  device: torch.device, settings: LoopSettings, run_dir: Path, tracker, dist: DistInfo,
-                 validate: Optional[Callable[[int], dict]] = None,
-                 draw_train: Optional[Callable[..., None]] = None,
-                 checkpoint_extra: Optional[dict] = None):
+                 validate: Callable[[int], dict] | None = None,
+                 draw_train: Callable[..., None] | None = None,
+                 checkpoint_extra: dict | None = None):
         self.net, self.predictor, self.criterion = net, predictor, criterion
         self.optimizer, self.scheduler, self.loader = optimizer, scheduler, loader
         self.device, self.settings, self.run_dir = device, settings, Path(run_dir)
@@ -100,7 +101,7 @@ class Trainer:
         use_scaler = device.type == "cuda" and settings.precision == "fp16"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self._stop_signal: Optional[int] = None
+        self._stop_signal: int | None = None
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -129,7 +130,7 @@ class Trainer:
         log.info("resumed at step %d (epoch %d, %d samples into it)", self.state.step, self.state.epoch,
                  ckpt["sampler"]["position"])
 
-    def save(self, name: str = LAST_NAME) -> Optional[Path]:
+    def save(self, name: str = LAST_NAME) -> Path | None:
         if not self.dist.is_main:
             return None
         path = atomic_torch_save(self.state_dict(), self.ckpt_dir / name)

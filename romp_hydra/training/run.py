@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -68,7 +66,7 @@ def _attach_log_file(run_dir: Path, task_name: str) -> None:
         root.setLevel(logging.INFO)
 
 
-def train(cfg: DictConfig) -> Optional[float]:
+def train(cfg: DictConfig) -> float | None:
     """Train; returns the objective for sweepers (the validation metric, lower is better) or None."""
     device_name = cfg.trainer.device
     dist = init_distributed("cuda" if device_name.startswith("cuda") or
@@ -148,7 +146,7 @@ def train(cfg: DictConfig) -> Optional[float]:
     return objective(final, settings.val_metric, trainer)
 
 
-def objective(final: dict, metric: Optional[str], trainer: Trainer) -> Optional[float]:
+def objective(final: dict, metric: str | None, trainer: Trainer) -> float | None:
     """What a sweeper minimises: the best validation metric, never NaN."""
     if metric is None:
         return None

@@ -7,8 +7,9 @@ to the tracker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import cv2
 import numpy as np
@@ -80,7 +81,7 @@ class TrainingPictures:
         self.faces = np.asarray(faces, dtype=np.int64)
         self.input_size, self.images_per_picture = input_size, images_per_picture
 
-    def _save(self, kind: str, rows: list[np.ndarray], step: int, suffix: str = "") -> Optional[Path]:
+    def _save(self, kind: str, rows: list[np.ndarray], step: int, suffix: str = "") -> Path | None:
         if not rows:
             return None
         width = max(row.shape[1] for row in rows)
@@ -94,13 +95,13 @@ class TrainingPictures:
         return path
 
     def draw_train(self, batch: Mapping[str, Any], maps: Mapping[str, torch.Tensor],
-                   people: Mapping[str, torch.Tensor], step: int) -> Optional[Path]:
+                   people: Mapping[str, torch.Tensor], step: int) -> Path | None:
         count = min(self.images_per_picture, int(batch["image"].shape[0]))
         rows = [image_row(batch, maps, people, i, self.faces) for i in range(count)]
         names = sorted(set(batch["dataset"][:count]))
         return self._save("train", rows, step, "_" + "-".join(names) if names else "")
 
     def draw_val(self, batch: Mapping[str, Any], maps: Mapping[str, torch.Tensor],
-                 people: Mapping[str, torch.Tensor], step: int, limit: int = 4) -> Optional[Path]:
+                 people: Mapping[str, torch.Tensor], step: int, limit: int = 4) -> Path | None:
         count = min(limit, int(batch["image"].shape[0]))
         return self._save("val", [image_row(batch, maps, people, i, self.faces) for i in range(count)], step)
