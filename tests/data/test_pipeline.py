@@ -17,6 +17,7 @@ from romp_hydra.data.collate import collate_samples
 from romp_hydra.data.pipeline import SamplePipeline
 from romp_hydra.data.sample import ImgInfoError, validate_img_info
 from romp_hydra.geometry.rotations import flip_smpl_pose_np, inplane_rotation_matrix_np
+from tests.data.builders import gradient_image, make_info
 
 # A standing person seen from the front, as (x, y) offsets in units of its height from the pelvis.
 BODY_LAYOUT: dict[str, tuple[float, float]] = {
@@ -50,34 +51,6 @@ def smpl_params(seed: int = 0) -> np.ndarray:
     return np.concatenate([rng.uniform(-0.5, 0.5, 66), rng.uniform(-1.0, 1.0, 10)]).astype(np.float32)
 
 
-def gradient_image(height: int = 150, width: int = 200) -> np.ndarray:
-    rows, cols = np.mgrid[0:height, 0:width]
-    return np.stack([cols * 255 // (width - 1), rows * 255 // (height - 1), (cols * 7 + rows * 3) % 256],
-                    axis=-1).astype(np.uint8)
-
-
-def make_info(image=None, poses=(), boxes=(), *, kp3ds=None, params=None, track_ids=None,
-              all_labelled=True) -> dict[str, Any]:
-    """img_info with pose persons first, then box persons; 3D labels flagged where given."""
-    image = gradient_image() if image is None else image
-    num_pose, num = len(poses), len(poses) + len(boxes)
-    vmask_2d = np.zeros((num, 3), dtype=bool)
-    vmask_2d[:num_pose, 0] = True
-    vmask_2d[:, 2] = all_labelled
-    if track_ids is not None:
-        vmask_2d[:, 1] = np.asarray(track_ids) >= 0
-    vmask_3d = np.zeros((num, 6), dtype=bool)
-    if kp3ds is not None:
-        kp3ds = list(kp3ds) + [None] * (num - len(kp3ds))
-        vmask_3d[:, 0] = [k is not None for k in kp3ds]
-    if params is not None:
-        params = list(params) + [None] * (num - len(params))
-        vmask_3d[:, 1:4] = np.array([p is not None for p in params])[:, None]
-    return {
-        "imgpath": "/fake/toy/img.jpg", "image": image, "kp2ds": list(poses) + list(boxes),
-        "track_ids": track_ids, "vmask_2d": vmask_2d, "vmask_3d": vmask_3d, "kp3ds": kp3ds, "params": params,
-        "img_size": image.shape[:2], "ds": "toy",
-    }
 
 
 def data_cfg(input_size: int = 64, max_person: int = 4, car: bool = True, **augment: Any) -> dict[str, Any]:

@@ -7,12 +7,9 @@ import pytest
 
 from romp_hydra.data import masks
 from romp_hydra.data.sample import ImgInfoError, validate_img_info
+from tests.data.builders import gradient_image, make_info
 
 BOX = np.array([[150.0, 20.0], [190.0, 140.0], [155.0, 30.0], [185.0, 130.0]], dtype=np.float32)
-
-
-def gradient_image(height: int = 150, width: int = 200) -> np.ndarray:
-    return np.zeros((height, width, 3), dtype=np.uint8)
 
 
 def pose_kp2d(pelvis_xy: tuple[float, float], height: float) -> np.ndarray:
@@ -33,27 +30,6 @@ def smpl_params() -> np.ndarray:
     return np.linspace(-0.5, 0.5, 76, dtype=np.float32)
 
 
-def make_info(poses=(), boxes=(), kp3ds=None, params=None, track_ids=None) -> dict:
-    """img_info with pose persons first, then box persons; 3D labels flagged where given."""
-    num_pose, num = len(poses), len(poses) + len(boxes)
-    vmask_2d = np.zeros((num, 3), dtype=bool)
-    vmask_2d[:num_pose, 0] = True
-    vmask_2d[:, 2] = True
-    if track_ids is not None:
-        vmask_2d[:, 1] = np.asarray(track_ids) >= 0
-    vmask_3d = np.zeros((num, 6), dtype=bool)
-    if kp3ds is not None:
-        kp3ds = list(kp3ds) + [None] * (num - len(kp3ds))
-        vmask_3d[:, 0] = [k is not None for k in kp3ds]
-    if params is not None:
-        params = list(params) + [None] * (num - len(params))
-        vmask_3d[:, 1:4] = np.array([p is not None for p in params])[:, None]
-    image = gradient_image()
-    return {
-        "imgpath": "/fake/img.jpg", "image": image, "kp2ds": list(poses) + list(boxes), "track_ids": track_ids,
-        "vmask_2d": vmask_2d, "vmask_3d": vmask_3d, "kp3ds": kp3ds, "params": params,
-        "img_size": image.shape[:2], "ds": "toy",
-    }
 
 
 def _valid_info() -> dict:
