@@ -170,6 +170,7 @@ class MixtureSampler(Sampler):
             "epoch_samples": self.epoch_samples,
             "sizes": list(self.sizes),
             "probabilities": [float(p) for p in self.probabilities],
+            "world_size": self.world_size,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -184,6 +185,14 @@ class MixtureSampler(Sampler):
         if changed:
             log.warning("the saved sampler state was made with a different %s; the resumed run continues the "
                         "new mixture's sequence at the saved position, not the old sequence", ", ".join(changed))
+        saved_world = int(state.get("world_size", self.world_size))
+        if saved_world != self.world_size and self.rank == 0:
+            position = int(state["position"])
+            log.warning("the checkpoint was written by %d rank(s) and this run has %d: the epoch's sample sequence "
+                        "continues at the same sample count (%d into epoch %d); each step reads the same samples as "
+                        "before only if the global batch (data.batch_size x ranks) is unchanged%s", saved_world,
+                        self.world_size, position, int(state["epoch"]),
+                        f"; {position % self.world_size} sample(s) are read twice" if position % self.world_size else "")
         self.epoch = int(state["epoch"])
         self.consumed = min(int(state["position"]) // self.world_size, self.samples_per_rank)
 
