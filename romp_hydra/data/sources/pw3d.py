@@ -13,6 +13,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from romp_hydra.body.joint_sets import convert_to_54
+from romp_hydra.data.masks import vmask_2d_rows
 from romp_hydra.data.sources._shared_3d import SMPLJoints, hip_centre, image_size
 from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
@@ -23,8 +24,6 @@ __all__ = ["GT_SOURCES", "PW3D", "camera_frame_params"]
 GT_SOURCES = ("sequence", "vibe")
 SEQUENCE_FOLDERS = {"train": "train", "val": "validation", "test": "test"}
 GENDERS = {"m": "male", "f": "female", "male": "male", "female": "female"}
-# 3DPW labels only the one or two people it tracks: no centre-map loss on its images (all labelled = False).
-VMASK_2D = (True, False, False)
 VMASK_3D_SEQUENCE = (True, True, True, True, True, True)
 VMASK_3D_VIBE = (True, True, True, True, True, False)  # VIBE's db has no camera-frame translation
 # VIBE's training db stores 49 joints (25 OpenPose + 24 SPIN); SPIN's first 14 are the LSP joints.
@@ -67,8 +66,8 @@ class PW3D(StoreBackedSource):
 
     * 'sequence' (default): the official `sequenceFiles/<train|validation|test>/<seq>.pkl` (pickle, latin1):
       per actor `poses` (N, 72), `trans`, `betas`, `poses2d` (N, 3, 18, OpenPose/COCO-18 with confidence),
-      `campose_valid`, plus `cam_poses` (N, 4, 4, world to camera), `cam_intrinsics`, `genders`,
-      `img_frame_ids`. A person is used in a frame when its `poses2d` is not all zero and `campose_valid`.
+      `campose_valid`, plus `cam_poses` (N, 4, 4, world to camera), `cam_intrinsics`, `genders`. Frame i
+      shows `image_{i:05d}.jpg` (`img_frame_ids` indexes the 60 Hz poses and is not used). A person is used in a frame when its `poses2d` is not all zero and `campose_valid`.
       3D joints (our 54, which contain SMPL's 24) come from the actor's gendered body model (neutral if the
       gendered files are missing) posed with `poses`, moved by `trans` and taken into the camera with
       `cam_poses`; the global orient is rotated into the camera the same way, and the root translation is the
@@ -172,7 +171,6 @@ class PW3D(StoreBackedSource):
         sequence = path.stem
         cam_poses = np.asarray(data["cam_poses"], dtype=np.float64)
         num_frames = len(cam_poses)
-        frame_ids = np.asarray(data.get("img_frame_ids", np.arange(num_frames))).reshape(-1)
         kept = np.arange(num_frames) % self.frame_stride == 0
         persons: dict[int, list[dict[str, np.ndarray]]] = defaultdict(list)  # frame -> labelled people
         for actor, gender_code in enumerate(data["genders"]):
@@ -202,12 +200,14 @@ class PW3D(StoreBackedSource):
                 )
         if not persons:
             return
-        size = image_size(self.root / self._image(sequence, frame_ids[min(persons)]), self.not_found)
+        # Frame i is image_{i:05d}.jpg (as ROMP, SPIN and VIBE read it); `img_frame_ids` indexes the 60 Hz
+        # poses, not the images.
+        size = image_size(self.root / self._image(sequence, min(persons)), self.not_found)
         cam_mat = np.asarray(data["cam_intrinsics"], dtype=np.float32).reshape(3, 3)
         for frame in sorted(persons):
             people = persons[frame]
             yield self._record(
-                self._image(sequence, frame_ids[frame]), size, people, VMASK_3D_SEQUENCE, cam_mat
+                self._image(sequence, frame), size, people, VMASK_3D_SEQUENCE, cam_mat
             )
 
     # -- VIBE's database -------------------------------------------------------------------------------------
@@ -267,7 +267,8 @@ class PW3D(StoreBackedSource):
             "img_size": size,
             "kp2ds": np.stack([p["kp2d"] for p in people]),
             "track_ids": None,
-            "vmask_2d": np.tile(VMASK_2D, (count, 1)),
+            # 3DPW labels only the one or two people it tracks: no centre-map loss on its images.
+            "vmask_2d": vmask_2d_rows(count, pose=True, track_ids=False, all_labelled=False),
             "vmask_3d": np.tile(vmask_3d, (count, 1)),
             "kp3ds": kp3ds,
             "params": np.stack([p["params"] for p in people]),
