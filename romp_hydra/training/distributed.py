@@ -83,9 +83,9 @@ def _export_slurm_environment() -> bool:
         return False
     from submitit.helpers import TorchDistributedEnvironment
 
-    # The master port is drawn from the job id, so the jobs of an array never collide on a shared node. Every
+    # The master port is MASTER_PORT if set, else drawn from the job id (jobs of an array never collide). Every
     # task keeps all of the node's GPUs visible and takes cuda:<local rank>.
-    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
     return True
 
 
@@ -135,14 +135,25 @@ def wrap_network(net: nn.Module, info: DistInfo, device: torch.device, sync_batc
         return net
     if sync_batchnorm:
         if device.type != "cuda":
-            # torch's SyncBatchNorm runs on GPUs only; on CPU every rank keeps its own batch statistics.
+            # torch's SyncBatchNorm runs on GPUs only ("expected input tensor to be on GPU"); on CPU every rank
+            # keeps its own batch statistics.
             log.warning("trainer.sync_batchnorm=true needs CUDA (torch's SyncBatchNorm does not run on %s); "
                         "keeping per-rank BatchNorm statistics", device.type)
         else:
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            log.info("BatchNorm layers converted to SyncBatchNorm (statistics over the global batch)")
+            net = convert_sync_batchnorm(net)
     return nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
+
+
+def convert_sync_batchnorm(net: nn.Module) -> nn.Module:
+    """ROMP's conversion under DDP: every BatchNorm computes its statistics over the global batch.
+
+    Parameters and buffers keep their names and values, so checkpoints load either way.
+    """
+    count = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    log.info("%d BatchNorm layers converted to SyncBatchNorm (statistics over the global batch)", count)
+    return net
 
 
 def describe_batch(per_rank: int, info: DistInfo, accumulate_steps: int = 1) -> str:
