@@ -6,7 +6,9 @@ Here the four are one affine map from the original image to the S x S network in
     u_in = s * F @ R(deg) @ (u_org - c) + (S/2, S/2),       s = S / side
 
 * ``c`` and ``side``: a square box in the original image (the whole image letterboxed, or a box around
-  some persons); whatever the box covers outside the image comes out black.
+  some persons); whatever the box covers outside the image comes out black. A person crop is ROMP's
+  (``utils/augments.py``): a square around the persons, cut to the image, and that cut padded back to a
+  centred square; the padding is black even where the original image has content (``AugmentParams.visible``).
 * ``R(deg)``: OpenCV's in-plane rotation (``cv2.getRotationMatrix2D``; content turns counter-clockwise on
   screen for deg > 0), the convention of ``romp_hydra.geometry.rotations`` so that 3D joints and the SMPL
   root turn with the image. ROMP's imgaug angle ``rot`` is ``-deg``.
@@ -50,7 +52,9 @@ AugmentSettings = AugmentConfig
 class AugmentParams:
     """Every random choice made for one sample.
 
-    ``crop_center`` (x, y) and ``crop_side`` are in continuous pixels of the original image.
+    ``crop_center`` (x, y) and ``crop_side`` are in continuous pixels of the original image. ``visible`` is the
+    part of the input that shows the image, ``(x0, y0, x1, y1)`` in normalised input coordinates ([-1, 1],
+    before rotation, after the flip); the rest is black. ``None``: everything the box covers inside the image.
     ``jitter`` holds the (brightness, contrast, saturation) factors, applied in ``jitter_order``;
     ``None`` means no colour jitter. ``occlusion_seed`` seeds the occluder's placement; ``None`` means none.
     """
@@ -63,6 +67,7 @@ class AugmentParams:
     jitter: tuple[float, float, float] | None = None
     jitter_order: tuple[int, int, int] = (0, 1, 2)
     occlusion_seed: int | None = None
+    visible: tuple[float, float, float, float] | None = None
 
     @classmethod
     def letterbox(cls, height: int, width: int, *, rotation_deg: float = 0.0, flip: bool = False) -> AugmentParams:
@@ -78,27 +83,52 @@ def letterbox_box(height: int, width: int) -> tuple[tuple[float, float], float]:
 
 def person_crop_box(
     points: np.ndarray, height: int, width: int, scale: float,
-) -> tuple[tuple[float, float], float]:
-    """Square box around some persons' points, enlarged by ``scale`` (ROMP's ``get_image_cut_box``).
+) -> tuple[tuple[float, float], float, tuple[float, float, float, float]]:
+    """ROMP's person crop (``image_base._calc_augment_confs``, ``augments.get_image_cut_box``, ``image_crop_pad``).
+
+    1. the bounding box of the points, clipped to the image;
+    2. a square of half-side ``floor(scale * longer side / 2)`` on its (integer) centre;
+    3. that square cut to the image (the part that has pixels);
+    4. the cut padded to a square again, centred (imgaug's padding: the odd pixel goes right / bottom).
 
     Args:
         points: (K, 2) visible keypoints / box corners of the chosen persons, original pixels.
         height, width: the original image size.
-        scale: side = scale * the longer side of the points' bounding box.
+        scale: the enlargement factor.
 
     Returns:
-        ((cx, cy), side). The bounding box is clipped to the image first; the side is clamped to
-        [MIN_CROP_FRACTION, 1] x the image's longer side (a box larger than the image only adds black).
+        ``((cx, cy), side, (x0, y0, x1, y1))``: the padded square and the cut (step 3), original pixels.
+
+    Differences to ROMP: ROMP clips the box's top-left to [0, W] and its bottom-right to [0, H] in both
+    coordinates (so persons right of x = H in a landscape image fall out of the crop); here x is clipped to
+    [0, W] and y to [0, H]. A square smaller than MIN_CROP_FRACTION of the longer image side is enlarged to
+    it (ROMP turns a one-joint person into an empty crop and a black image).
     """
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(points) == 0:
         raise ValueError("person_crop_box needs at least one point; use letterbox_box for an empty image")
     clipped = np.clip(points, 0.0, (width, height))
     left_top, right_bottom = clipped.min(axis=0), clipped.max(axis=0)
-    center = (left_top + right_bottom) / 2.0
-    longest = float(max(height, width))
-    side = float(np.clip((right_bottom - left_top).max() * scale, longest * MIN_CROP_FRACTION, longest))
-    return (float(center[0]), float(center[1])), side
+    centre = np.trunc((left_top + right_bottom) / 2.0)
+    half = max(np.floor(scale * (right_bottom - left_top) / 2.0).max(), max(height, width) * MIN_CROP_FRACTION / 2)
+    x0, y0 = max(0.0, centre[0] - half), max(0.0, centre[1] - half)
+    x1, y1 = min(float(width), centre[0] + half), min(float(height), centre[1] + half)
+    side = max(x1 - x0, y1 - y0)
+    left = x0 - np.floor((side - (x1 - x0)) / 2.0)
+    top = y0 - np.floor((side - (y1 - y0)) / 2.0)
+    return (float(left + side / 2.0), float(top + side / 2.0)), float(side), (x0, y0, x1, y1)
+
+
+def visible_in_input(
+    box: tuple[float, float, float, float], center: tuple[float, float], side: float, flip: bool,
+) -> tuple[float, float, float, float]:
+    """An original-pixel rectangle in normalised input coordinates of the square (center, side), ignoring
+    rotation; mirrored when flipping (the flip is about the square's centre)."""
+    x0, x1 = (2.0 * (box[0] - center[0]) / side, 2.0 * (box[2] - center[0]) / side)
+    y0, y1 = (2.0 * (box[1] - center[1]) / side, 2.0 * (box[3] - center[1]) / side)
+    if flip:
+        x0, x1 = -x1, -x0
+    return (x0, y0, x1, y1)
 
 
 def draw_augment_params(
@@ -123,7 +153,8 @@ def draw_augment_params(
 
     The crop box is chosen around ``k ~ U{1..n}`` random persons in the *original* image and the rotation
     turns about the crop centre, so the chosen persons stay in view. (ROMP HEAD computes the box on the
-    un-rotated points but applies it to the rotated image.)
+    un-rotated, un-flipped points but applies it to the rotated and flipped image, so a flipped crop shows the
+    mirror region instead of the chosen persons.)
     """
     if not settings.enabled:
         return AugmentParams.letterbox(height, width)
@@ -133,7 +164,7 @@ def draw_augment_params(
         rotation_deg = float(rng.uniform(-settings.max_rotate_deg, settings.max_rotate_deg))
 
     center, side = letterbox_box(height, width)
-    person_crop = False
+    person_crop, visible = False, None
     anchors = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in person_points]
     anchors = [p for p in anchors if len(p) > 0]
     crop_prob = settings.crop_prob_3d if is_3d else settings.crop_prob_2d
@@ -141,7 +172,8 @@ def draw_augment_params(
         scale = float(rng.uniform(scale_range[0], scale_range[1]))
         num_chosen = int(rng.integers(1, len(anchors) + 1))
         chosen = rng.choice(len(anchors), size=num_chosen, replace=False)
-        center, side = person_crop_box(np.concatenate([anchors[i] for i in chosen]), height, width, scale)
+        center, side, cut = person_crop_box(np.concatenate([anchors[i] for i in chosen]), height, width, scale)
+        visible = visible_in_input(cut, center, side, flip)
         person_crop = True
 
     jitter, jitter_order = None, (0, 1, 2)
@@ -156,7 +188,7 @@ def draw_augment_params(
 
     return AugmentParams(
         crop_center=center, crop_side=side, rotation_deg=rotation_deg, flip=flip, person_crop=person_crop,
-        jitter=jitter, jitter_order=jitter_order, occlusion_seed=occlusion_seed,
+        jitter=jitter, jitter_order=jitter_order, occlusion_seed=occlusion_seed, visible=visible,
     )
 
 
@@ -192,12 +224,24 @@ def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return points @ affine[:, :2].T + affine[:, 2]
 
 
-def warp_image(image: np.ndarray, affine: np.ndarray, out_size: int) -> np.ndarray:
-    """Warp an (H, W, 3) uint8 image into the (S, S, 3) input: bilinear, black outside the original."""
-    return cv2.warpAffine(
+def warp_image(
+    image: np.ndarray, affine: np.ndarray, out_size: int,
+    visible: tuple[float, float, float, float] | None = None,
+) -> np.ndarray:
+    """Warp an (H, W, 3) uint8 image into the (S, S, 3) input: bilinear, black outside the original, and
+    black outside ``visible`` (normalised input rectangle, see ``AugmentParams.visible``) when given."""
+    warped = cv2.warpAffine(
         np.ascontiguousarray(image), affine_for_opencv(affine), (out_size, out_size),
         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
     )
+    if visible is not None:
+        # Pixel (col, row) is kept when its centre lies inside the rectangle.
+        x0, y0, x1, y1 = ((np.asarray(visible) + 1.0) * out_size / 2.0).tolist()
+        cols = np.arange(out_size) + 0.5
+        outside_x, outside_y = (cols < x0) | (cols > x1), (cols < y0) | (cols > y1)
+        warped[outside_y] = 0
+        warped[:, outside_x] = 0
+    return warped
 
 
 def crop_offsets(center: tuple[float, float], side: float, height: int, width: int) -> np.ndarray:

@@ -72,13 +72,13 @@ def test_warp_pads_with_black_outside_the_image():
 
 def test_person_crop_box_is_square_around_points_and_clamped():
     points = np.array([[40.0, 50.0], [60.0, 100.0]])
-    center, side = person_crop_box(points, height=150, width=200, scale=2.0)
+    center, side, _ = person_crop_box(points, height=150, width=200, scale=2.0)
     assert center == (50.0, 75.0) and side == 100.0
-    # Points outside the image are clipped first; the side never exceeds the longer image side.
-    center, side = person_crop_box(np.array([[-50.0, 10.0], [150.0, 140.0]]), 150, 200, scale=2.4)
-    assert center == (75.0, 75.0) and side == 200.0
+    # Points outside the image are clipped first; the box is cut to the image and re-centred (ROMP).
+    center, side, _ = person_crop_box(np.array([[-50.0, 10.0], [150.0, 140.0]]), 150, 200, scale=2.4)
+    assert center == (100.0, 75.0) and side == 200.0
     # A single joint still gives a usable box (1/8 of the longer side).
-    _, side = person_crop_box(np.array([[30.0, 30.0]]), 150, 200, scale=1.5)
+    _, side, _ = person_crop_box(np.array([[30.0, 30.0]]), 150, 200, scale=1.5)
     assert side == 25.0
 
 
