@@ -1,32 +1,20 @@
-"""Column meanings of the per-person validity masks.
+"""The per-person flags of an ``img_info`` and how they become the batch's ``valid_masks``.
 
-Three mask tables travel through the data layer:
+Two flag tables travel in an ``img_info`` (what a source annotates per person):
 
-* ``vmask_2d`` (N, 3) in an ``img_info`` (what a source annotates per person, 2D side);
-* ``vmask_3d`` (N, 6) in an ``img_info`` (3D side);
-* ``valid_masks`` (max_person, 8) in a sample / batch (what the losses may use per slot).
+* ``vmask_2d`` (N, 3): 2D side;
+* ``vmask_3d`` (N, 6): 3D side.
 
-The constants below name every column so that no module indexes them with bare numbers.
+Sources build them with :func:`vmask_2d_rows` / :func:`vmask_3d_rows` (named flags, no bare column order). The
+pipeline turns them into ``valid_masks`` (MP, 8), whose columns are part of the batch schema
+(:mod:`romp_hydra.batch`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# ---- valid_masks columns (sample / batch) -----------------------------------------------------------
-KP2D = 0  # slot holds a 54-joint 2D pose (False for box-only persons)
-KP3D = 1  # root-centred 3D joints are valid
-TRACK_ID = 2  # track_ids[slot] is a real identity
-GLOBAL_ORIENT = 3  # params[slot, :3]
-BODY_POSE = 4  # params[slot, 3:66]
-BETAS = 5  # params[slot, 66:76]
-VERTS = 6  # the source has ground-truth SMPL vertices (not carried in the batch; rebuild them from params)
-DEPTH = 7  # the source has a camera-frame root translation (not carried in the batch)
-NUM_VALID_MASKS = 8
-
-VALID_MASK_NAMES: tuple[str, ...] = (
-    "kp2d", "kp3d", "track_id", "global_orient", "body_pose", "betas", "verts", "depth",
-)
+from romp_hydra import batch
 
 # ---- vmask_2d columns (img_info) ---------------------------------------------------------------------
 VMASK_2D_IS_POSE = 0  # kp2ds[i] is a 54-joint pose; False means a (4, 2) box
@@ -44,15 +32,44 @@ VMASK_3D_DEPTH = 5
 NUM_VMASK_3D = 6
 
 # Where each img_info column lands in valid_masks.
-VMASK_2D_TO_VALID: dict[int, int] = {VMASK_2D_IS_POSE: KP2D, VMASK_2D_TRACK_ID: TRACK_ID}
+VMASK_2D_TO_VALID: dict[int, int] = {VMASK_2D_IS_POSE: batch.KP2D, VMASK_2D_TRACK_ID: batch.TRACK_ID}
 VMASK_3D_TO_VALID: dict[int, int] = {
-    VMASK_3D_KP3D: KP3D,
-    VMASK_3D_GLOBAL_ORIENT: GLOBAL_ORIENT,
-    VMASK_3D_BODY_POSE: BODY_POSE,
-    VMASK_3D_BETAS: BETAS,
-    VMASK_3D_VERTS: VERTS,
-    VMASK_3D_DEPTH: DEPTH,
+    VMASK_3D_KP3D: batch.KP3D,
+    VMASK_3D_GLOBAL_ORIENT: batch.GLOBAL_ORIENT,
+    VMASK_3D_BODY_POSE: batch.BODY_POSE,
+    VMASK_3D_BETAS: batch.BETAS,
+    VMASK_3D_VERTS: batch.VERTS,
+    VMASK_3D_DEPTH: batch.DEPTH,
 }
+
+
+def vmask_2d_rows(count: int, *, pose: bool, track_ids: bool, all_labelled: bool) -> np.ndarray:
+    """(count, 3) bool ``vmask_2d`` with the same flags for every person.
+
+    Args:
+        count: number of persons.
+        pose: the persons are 54-joint poses (False: (4, 2) boxes).
+        track_ids: their ``track_ids`` are real identities.
+        all_labelled: every person in the image is annotated (gates the centre-map loss; only row 0 is read).
+    """
+    row = np.zeros(NUM_VMASK_2D, dtype=bool)
+    row[VMASK_2D_IS_POSE], row[VMASK_2D_TRACK_ID], row[VMASK_2D_ALL_PERSONS_LABELLED] = pose, track_ids, all_labelled
+    return np.tile(row, (count, 1))
+
+
+def vmask_3d_rows(
+    count: int, *, kp3d: bool = False, global_orient: bool = False, body_pose: bool = False, betas: bool = False,
+    verts: bool = False, depth: bool = False,
+) -> np.ndarray:
+    """(count, 6) bool ``vmask_3d`` with the same flags for every person; a flag left out is False.
+
+    ``kp3d``: 54 3D joints; ``global_orient`` / ``body_pose`` / ``betas``: the SMPL params segments; ``verts``:
+    ground-truth vertices exist; ``depth``: a camera-frame root translation (``root_trans``) exists.
+    """
+    row = np.zeros(NUM_VMASK_3D, dtype=bool)
+    row[VMASK_3D_KP3D], row[VMASK_3D_GLOBAL_ORIENT], row[VMASK_3D_BODY_POSE] = kp3d, global_orient, body_pose
+    row[VMASK_3D_BETAS], row[VMASK_3D_VERTS], row[VMASK_3D_DEPTH] = betas, verts, depth
+    return np.tile(row, (count, 1))
 
 
 def valid_masks_from_vmasks(vmask_2d: np.ndarray, vmask_3d: np.ndarray) -> np.ndarray:
@@ -68,7 +85,7 @@ def valid_masks_from_vmasks(vmask_2d: np.ndarray, vmask_3d: np.ndarray) -> np.nd
     """
     vmask_2d = np.asarray(vmask_2d, dtype=bool)
     vmask_3d = np.asarray(vmask_3d, dtype=bool)
-    out = np.zeros((vmask_2d.shape[0], NUM_VALID_MASKS), dtype=bool)
+    out = np.zeros((vmask_2d.shape[0], batch.NUM_VALID_MASKS), dtype=bool)
     for source_col, target_col in VMASK_2D_TO_VALID.items():
         out[:, target_col] = vmask_2d[:, source_col]
     for source_col, target_col in VMASK_3D_TO_VALID.items():

@@ -42,6 +42,7 @@ from omegaconf import OmegaConf
 
 from romp_hydra.body.joint_sets import FLIP54, ROOT_JOINTS
 from romp_hydra.config.schema import DataConfig
+from romp_hydra import batch
 from romp_hydra.data import masks
 from romp_hydra.data.augment import (
     VIS_THRESHOLD,
@@ -157,7 +158,7 @@ class SamplePipeline:
         """Build the sample for a validated ``info`` and fixed augmentation choices (no randomness here)."""
         size, max_person = self.settings.input_size, self.settings.max_person
         affine = build_affine(augment.crop_center, augment.crop_side, augment.rotation_deg, augment.flip, size)
-        image = warp_image(info.image, affine, size)
+        image = warp_image(info.image, affine, size, augment.visible)
         kp2d_all = transform_poses(info.kp2ds, affine, augment.flip, size)
         slots = self._assign_slots(info, kp2d_all, affine)
 
@@ -166,7 +167,7 @@ class SamplePipeline:
         params = np.full((max_person, NUM_PARAMS), PARAMS_MISSING, dtype=np.float32)
         centers = np.full((max_person, 2), KP_MISSING, dtype=np.float32)
         person_mask = np.zeros(max_person, dtype=bool)
-        valid_masks = np.zeros((max_person, masks.NUM_VALID_MASKS), dtype=bool)
+        valid_masks = np.zeros((max_person, batch.NUM_VALID_MASKS), dtype=bool)
         track_ids = np.full(max_person, -1, dtype=np.int64)
 
         for slot_index, slot in enumerate(slots):
@@ -175,13 +176,13 @@ class SamplePipeline:
             valid_masks[slot_index] = masks.valid_masks_from_vmasks(
                 info.vmask_2d[person:person + 1], info.vmask_3d[person:person + 1]
             )[0]
-            track_ids[slot_index] = info.track_ids[person] if valid_masks[slot_index, masks.TRACK_ID] else -1
+            track_ids[slot_index] = info.track_ids[person] if valid_masks[slot_index, batch.TRACK_ID] else -1
             if slot.is_pose:
                 kp2d[slot_index] = kp2d_all[person]
-            if valid_masks[slot_index, masks.KP3D]:
+            if valid_masks[slot_index, batch.KP3D]:
                 joints = transform_kp3d(info.kp3ds[person], augment.rotation_deg, augment.flip)
                 if joints is None:
-                    valid_masks[slot_index, masks.KP3D] = False
+                    valid_masks[slot_index, batch.KP3D] = False
                 else:
                     kp3d[slot_index] = joints
             params[slot_index] = transform_params(
@@ -307,7 +308,7 @@ def transform_params(params: np.ndarray, valid: np.ndarray, rotation_deg: float,
     valid, leaving a valid global orient of a flipped image unmirrored). Betas are left/right symmetric.
     """
     out = np.full(NUM_PARAMS, PARAMS_MISSING, dtype=np.float32)
-    orient_ok, pose_ok, betas_ok = valid[masks.GLOBAL_ORIENT], valid[masks.BODY_POSE], valid[masks.BETAS]
+    orient_ok, pose_ok, betas_ok = valid[batch.GLOBAL_ORIENT], valid[batch.BODY_POSE], valid[batch.BETAS]
     theta = np.asarray(params[:NUM_POSE_PARAMS], dtype=np.float64).copy()
     if orient_ok and rotation_deg != 0.0:
         theta[:3] = rotate_global_orient_np(theta[:3], rotation_deg)

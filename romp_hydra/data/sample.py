@@ -27,13 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from romp_hydra.batch import KP_MISSING, NUM_JOINTS, NUM_PARAMS, NUM_POSE_PARAMS, PARAMS_MISSING
 from romp_hydra.data import masks
 
-NUM_JOINTS = 54
-NUM_PARAMS = 76
-NUM_POSE_PARAMS = 66
-KP_MISSING = -2.0
-PARAMS_MISSING = -10.0
 MAX_ABS_METRES = 10.0  # a root-relative or camera-frame joint farther than this is a unit error (mm / cm)
 # Axis-angle and beta values live well inside (-10, 10); the bound also rejects the -10 "missing" fill
 # in a segment that vmask_3d claims is valid.

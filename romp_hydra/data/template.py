@@ -50,6 +50,7 @@ import numpy as np
 
 from romp_hydra.body.joint_sets import convert_to_54
 from romp_hydra.data.base import UnreadableImageError, load_image
+from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
 from romp_hydra.data.store import StoreBackedSource
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,10 @@ class MyDataset(StoreBackedSource):
                 "imgpath": imgpath,
                 "img_size": (height, width),
                 "kp2ds": kp2ds,  # (N, 54, 3) [x, y, vis], -2 for joints not annotated
-                # per person: [is a 54-joint pose (False: a (4, 2) box), track id valid, all persons labelled]
-                "vmask_2d": np.tile([True, False, self.ALL_PERSONS_LABELLED], (count, 1)),
-                # per person: [kp3d, global orient, body pose, betas, verts, root translation] — none here
-                "vmask_3d": np.zeros((count, 6), bool),
+                # per person: a 54-joint pose (False: a (4, 2) box), track id valid, all persons labelled
+                "vmask_2d": vmask_2d_rows(count, pose=True, track_ids=False, all_labelled=self.ALL_PERSONS_LABELLED),
+                # per person: kp3d, global_orient, body_pose, betas, verts, depth (root translation): none here
+                "vmask_3d": vmask_3d_rows(count),
                 "track_ids": None,
                 "kp3ds": None,   # 3D datasets: (N, 54, 3) metres, camera axes (x right, y down, z forward)
                 "params": None,  # SMPL fits: (N, 76) = 66 axis-angle (orient + 21 joints) + 10 betas

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from romp_hydra.data import masks
+from romp_hydra import batch as masks
 from romp_hydra.evaluation.protocols import Protocol, protocol_from_config
 from romp_hydra.metrics.detection import DetectionCounts, detection_counts
 from romp_hydra.metrics.joints import MetricAccumulator, auc, mpjpe, pa_mpjpe, pck3d, pve

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from romp_hydra.data import masks
+from romp_hydra import batch as masks
+from romp_hydra.batch import MATCHED_TARGET_KEYS
 from romp_hydra.losses.common import graph_zero
 from romp_hydra.losses.focal import centermap_focal_loss
 from romp_hydra.losses.keypoints import kp2d_loss, mpjpe_loss, pampjpe_loss
@@ -20,7 +21,6 @@ __all__ = ["TERM_NAMES", "Criterion", "gather_matched_targets"]
 
 # Order used for the terms dict (and therefore for logging).
 TERM_NAMES: tuple[str, ...] = ("centermap", "kp2d", "mpjpe", "pampjpe", "pose", "shape", "prior", "cam")
-MATCHED_TARGET_KEYS: tuple[str, ...] = ("kp2d", "kp3d", "params", "valid_masks")
 
 
 def _require(mapping: Mapping[str, torch.Tensor], key: str, where: str) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from romp_hydra.batch import TARGET_KEYS
 from romp_hydra.losses.criterion import Criterion, gather_matched_targets
 from romp_hydra.models.predictor import Predictor
 from romp_hydra.training.checkpointing import (
@@ -27,9 +28,6 @@ from romp_hydra.training.distributed import DistInfo, all_reduce_mean
 from romp_hydra.training.forward import people_from_maps, run_network
 
 log = logging.getLogger(__name__)
-
-# Batch entries the losses read, moved to the device once per step.
-TARGET_KEYS = ("kp2d", "kp3d", "params", "valid_masks", "centers", "person_mask", "centermap", "all_persons_labelled")
 
 
 class TrainingDiverged(RuntimeError):

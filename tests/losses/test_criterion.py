@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from romp_hydra.data import masks
+from romp_hydra import batch as masks
 from romp_hydra.losses.criterion import Criterion, gather_matched_targets
 from romp_hydra.losses.keypoints import kp2d_loss, mpjpe_loss, pampjpe_loss
 from romp_hydra.losses.params import pose_loss, shape_loss

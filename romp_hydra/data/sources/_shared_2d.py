@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ import numpy as np
 from romp_hydra.body.joint_sets import convert_to_54
 from romp_hydra.data.augment import VIS_THRESHOLD
 from romp_hydra.data.base import DatasetNotFoundError
-from romp_hydra.data.store import StoreBackedSource, StoreFormatError
+from romp_hydra.data.store import StoreBackedSource
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +154,6 @@ def options_tag(**options: Any) -> str:
     """
     text = json.dumps(options, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:8]
-
-
-def check_shape(array: np.ndarray, shape: Sequence[int], where: str, meaning: str) -> np.ndarray:
-    """`array` if it has `shape`, else StoreFormatError naming the file/entry and what was expected."""
-    if tuple(array.shape) != tuple(shape):
-        raise StoreFormatError(f"{where}: has shape {tuple(array.shape)}, expected {tuple(shape)} ({meaning})")
-    return array
 
 
 def empty_poses() -> np.ndarray:

@@ -19,11 +19,6 @@ from romp_hydra.data.store import StoreFormatError
 
 log = logging.getLogger(__name__)
 
-# vmask_3d rows (kp3d, global orient, body pose, betas, verts, root translation) used by several sources.
-VMASK_3D_JOINTS_ONLY = (True, False, False, False, False, False)
-VMASK_3D_JOINTS_AND_DEPTH = (True, False, False, False, False, True)
-VMASK_3D_ALL = (True, True, True, True, True, True)
-
 
 def load_romp_annots(path: Path, member: str = "annots") -> Any:
     """One member of ROMP's pickled `annots*.npz`, unwrapped (ROMP stores a dict as a 0-d object array).

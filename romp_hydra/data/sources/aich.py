@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
 from romp_hydra.data.sources._shared_2d import (
     ImageSizes,
     annotation_file_or_packed,
@@ -114,8 +115,8 @@ class AIChallenger(StoreBackedSource):
                 "img_size": size,
                 "kp2ds": kp2ds,
                 "track_ids": None,
-                "vmask_2d": np.tile([True, False, True], (count, 1)),
-                "vmask_3d": np.zeros((count, 6), bool),
+                "vmask_2d": vmask_2d_rows(count, pose=True, track_ids=False, all_labelled=True),
+                "vmask_3d": vmask_3d_rows(count),
             }
         sizes.report()
         log.info("%s %s: %d images, %d persons (image stride %d) from %s", self.key, self.split, images, persons,

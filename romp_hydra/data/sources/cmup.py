@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from romp_hydra.body.joint_sets import CMUP_J24_TO_H36M17, JOINT54, convert_to_54
-from romp_hydra.data.sources._shared_3d import VMASK_3D_JOINTS_ONLY, image_size, to_metres
+from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
+from romp_hydra.data.sources._shared_3d import image_size, to_metres
 from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
 __all__ = ["BROKEN_FRAMES", "PELVIS_SHIFT", "CMUPanoptic", "image_name"]
@@ -128,7 +129,7 @@ class CMUPanoptic(StoreBackedSource):
             "img_size": size,
             "kp2ds": np.stack(kp2ds),
             "track_ids": None,
-            "vmask_2d": np.tile([True, False, True], (count, 1)),
-            "vmask_3d": np.tile(VMASK_3D_JOINTS_ONLY, (count, 1)),
+            "vmask_2d": vmask_2d_rows(count, pose=True, track_ids=False, all_labelled=True),
+            "vmask_3d": vmask_3d_rows(count, kp3d=True),
             "kp3ds": np.stack(kp3ds),
         }

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from romp_hydra.data.masks import vmask_2d_rows
 from romp_hydra.data.sources._shared_2d import (
     ImageSizes,
     annotation_file_or_packed,
@@ -190,7 +191,7 @@ class CocoStyleSource(StoreBackedSource):
                 "img_size": size,
                 "kp2ds": kp2ds,
                 "track_ids": np.arange(next_track_id, next_track_id + count),
-                "vmask_2d": np.tile([True, True, True], (count, 1)),
+                "vmask_2d": vmask_2d_rows(count, pose=True, track_ids=True, all_labelled=True),
                 "vmask_3d": vmask_3d,
                 "params": params,
             }

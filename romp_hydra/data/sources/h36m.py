@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from romp_hydra.body.joint_sets import convert_to_54
+from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
 from romp_hydra.data.sources._shared_3d import (
-    VMASK_3D_ALL,
     SMPLJoints,
     hip_centre,
     image_size,
@@ -198,8 +198,10 @@ class H36M(StoreBackedSource):
             "img_size": size,
             "kp2ds": kp2d[None],
             "track_ids": np.array([subject]),
-            "vmask_2d": np.array([[True, True, True]]),
-            "vmask_3d": np.array([VMASK_3D_ALL]),
+            "vmask_2d": vmask_2d_rows(1, pose=True, track_ids=True, all_labelled=True),
+            "vmask_3d": vmask_3d_rows(
+                1, kp3d=True, global_orient=True, body_pose=True, betas=True, verts=True, depth=True
+            ),
             "kp3ds": mocap[None],
             "params": params[None],
             "root_trans": hip_centre(mocap)[None],

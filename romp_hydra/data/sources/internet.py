@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from romp_hydra.data.base import SourceDataset, load_image
+from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
 
 __all__ = ["IMAGE_EXTENSIONS", "Internet"]
 
@@ -55,8 +56,8 @@ class Internet(SourceDataset):
             "img_size": image.shape[:2],
             "kp2ds": np.zeros((0, 54, 3), np.float32),
             "track_ids": None,
-            "vmask_2d": np.zeros((0, 3), bool),
-            "vmask_3d": np.zeros((0, 6), bool),
+            "vmask_2d": vmask_2d_rows(0, pose=False, track_ids=False, all_labelled=False),
+            "vmask_3d": vmask_3d_rows(0),
             "kp3ds": None,
             "params": None,
             "ds": self.key,

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from romp_hydra.data.masks import vmask_2d_rows
 from romp_hydra.data.sources._shared_2d import ImageSizes, joints_to_54, located_or_packed, options_tag
 from romp_hydra.data.sources.eft import (
     DEFAULT_MAX_OFFSET,
@@ -122,7 +123,7 @@ class LSP(StoreBackedSource):
                 "img_size": size,
                 "kp2ds": kp2ds,
                 "track_ids": None,
-                "vmask_2d": np.array([[True, False, False]]),
+                "vmask_2d": vmask_2d_rows(1, pose=True, track_ids=False, all_labelled=False),
                 "vmask_3d": vmask_3d,
                 "params": params,
             }

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from romp_hydra.body.joint_sets import convert_to_54
+from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
 from romp_hydra.data.sources._shared_3d import (
-    VMASK_3D_JOINTS_AND_DEPTH,
     hip_centre,
     image_size,
     inside_image,
@@ -309,8 +309,8 @@ class MPIINF3DHP(StoreBackedSource):
             "img_size": size,
             "kp2ds": kp2d54[None],
             "track_ids": np.array([subject]),
-            "vmask_2d": np.array([[True, True, True]]),
-            "vmask_3d": np.array([VMASK_3D_JOINTS_AND_DEPTH]),
+            "vmask_2d": vmask_2d_rows(1, pose=True, track_ids=True, all_labelled=True),
+            "vmask_3d": vmask_3d_rows(1, kp3d=True, depth=True),
             "kp3ds": kp3d54[None],
             "root_trans": hip_centre(kp3d54)[None],
             "camMats": cam_mat,
@@ -440,8 +440,8 @@ class MPIINF3DHPTest(StoreBackedSource):
             "img_size": size,
             "kp2ds": kp2d54[None],
             "track_ids": np.array([sequence]),
-            "vmask_2d": np.array([[True, True, True]]),
-            "vmask_3d": np.array([VMASK_3D_JOINTS_AND_DEPTH]),
+            "vmask_2d": vmask_2d_rows(1, pose=True, track_ids=True, all_labelled=True),
+            "vmask_3d": vmask_3d_rows(1, kp3d=True, depth=True),
             "kp3ds": convert_to_54(np.asarray(univ_kp3d, dtype=np.float32), "mpi_inf_test_17")[None],
             "root_trans": hip_centre(convert_to_54(np.asarray(kp3d, dtype=np.float32), "mpi_inf_test_17"))[
                 None

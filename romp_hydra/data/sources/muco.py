@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from romp_hydra.body.joint_sets import convert_to_54
+from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
 from romp_hydra.data.sources._shared_3d import (
-    VMASK_3D_JOINTS_AND_DEPTH,
     hip_centre,
     image_size,
     inside_image,
@@ -50,8 +50,8 @@ def multi_person_record(
         "img_size": size,
         "kp2ds": kp2ds.reshape(count, 54, 3),
         "track_ids": None,
-        "vmask_2d": np.tile([True, False, True], (count, 1)),
-        "vmask_3d": np.tile(VMASK_3D_JOINTS_AND_DEPTH, (count, 1)),
+        "vmask_2d": vmask_2d_rows(count, pose=True, track_ids=False, all_labelled=True),
+        "vmask_3d": vmask_3d_rows(count, kp3d=True, depth=True),
         "kp3ds": kp3ds.reshape(count, 54, 3),
         "root_trans": np.stack([hip_centre(p) for p in kp3ds]).reshape(count, 3),
         "camMats": cam_mat,

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
 from romp_hydra.data.sources._shared_2d import ImageSizes, joints_to_54, options_tag
-from romp_hydra.data.sources.eft import VMASK_3D_EFT
 from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ class UP3D(StoreBackedSource):
                 "img_size": size,
                 "kp2ds": joints_to_54(self._joints(idx), "lsp_14")[None],
                 "track_ids": None,
-                "vmask_2d": np.array([[True, False, False]]),
-                "vmask_3d": np.array([VMASK_3D_EFT]),
+                "vmask_2d": vmask_2d_rows(1, pose=True, track_ids=False, all_labelled=False),
+                "vmask_3d": vmask_3d_rows(1, global_orient=True, body_pose=True),
                 "params": self._params(idx)[None],
             }
         sizes.report()

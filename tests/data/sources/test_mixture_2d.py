@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from romp_hydra.data import masks
+from romp_hydra import batch as masks
 from romp_hydra.data.loader import build_eval_loader, build_sources, build_train_loader
 from tests.data.sources.fixtures_2d import (
     assert_valid_batch,
