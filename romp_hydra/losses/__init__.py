@@ -1,13 +1,14 @@
 """Training losses: centre-map focal loss, keypoint/3D joint losses, SMPL parameter losses, GMM pose prior,
 and the weighted :class:`Criterion` that combines them (ROMP v1 weights in ``conf/loss/v1.yaml``)."""
 
-from romp_hydra.losses.criterion import TERM_NAMES, Criterion, gather_matched_targets
+from romp_hydra.losses.criterion import LOSS_TERMS, TERM_NAMES, Criterion, gather_matched_targets
 from romp_hydra.losses.focal import centermap_focal_loss
 from romp_hydra.losses.keypoints import kp2d_loss, mpjpe_loss, pampjpe_loss
 from romp_hydra.losses.params import pose_loss, shape_loss
 from romp_hydra.losses.prior import MaxMixturePrior, build_pose_prior, load_gmm, pose_prior_loss
 
 __all__ = [
+    "LOSS_TERMS",
     "TERM_NAMES",
     "Criterion",
     "MaxMixturePrior",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -13,14 +14,11 @@ from romp_hydra import batch as masks
 from romp_hydra.batch import MATCHED_TARGET_KEYS
 from romp_hydra.losses.common import graph_zero
 from romp_hydra.losses.focal import centermap_focal_loss
-from romp_hydra.losses.keypoints import kp2d_loss, mpjpe_loss, pampjpe_loss
+from romp_hydra.losses.keypoints import PAMPJPE_JOINT_MODES, kp2d_loss, mpjpe_loss, pampjpe_loss
 from romp_hydra.losses.params import pose_loss, shape_loss
 from romp_hydra.losses.prior import build_pose_prior, pose_prior_loss
 
-__all__ = ["TERM_NAMES", "Criterion", "gather_matched_targets"]
-
-# Order used for the terms dict (and therefore for logging).
-TERM_NAMES: tuple[str, ...] = ("centermap", "kp2d", "mpjpe", "pampjpe", "pose", "shape", "prior", "cam")
+__all__ = ["LOSS_TERMS", "TERM_NAMES", "Criterion", "LossInputs", "gather_matched_targets"]
 
 
 def _require(mapping: Mapping[str, torch.Tensor], key: str, where: str) -> torch.Tensor:
@@ -64,16 +62,87 @@ def gather_matched_targets(
     return gathered
 
 
+@dataclass(frozen=True)
+class LossInputs:
+    """What one loss evaluation sees (shapes in :meth:`Criterion.forward`)."""
+
+    outputs: Mapping[str, torch.Tensor]
+    targets: Mapping[str, torch.Tensor]
+    centre_pred: torch.Tensor
+    centre_gt: torch.Tensor
+    image_mask: torch.Tensor | None
+
+    def output(self, key: str) -> torch.Tensor:
+        return _require(self.outputs, key, "person_outputs")
+
+    def target(self, key: str) -> torch.Tensor:
+        return _require(self.targets, key, "matched_targets")
+
+    def valid(self, column: int) -> torch.Tensor:
+        return self.target("valid_masks").bool()[:, column]
+
+
+def _centermap_term(criterion: Criterion, inputs: LossInputs) -> torch.Tensor:
+    return centermap_focal_loss(inputs.centre_pred, inputs.centre_gt, inputs.image_mask)
+
+
+def _kp2d_term(criterion: Criterion, inputs: LossInputs) -> torch.Tensor:
+    return kp2d_loss(inputs.output("pj2d"), inputs.target("kp2d"), inputs.valid(masks.KP2D))
+
+
+def _mpjpe_term(criterion: Criterion, inputs: LossInputs) -> torch.Tensor:
+    return mpjpe_loss(inputs.output("joints54"), inputs.target("kp3d"), inputs.valid(masks.KP3D))
+
+
+def _pampjpe_term(criterion: Criterion, inputs: LossInputs) -> torch.Tensor:
+    return pampjpe_loss(
+        inputs.output("joints54"), inputs.target("kp3d"), inputs.valid(masks.KP3D), criterion.pampjpe_joints
+    )
+
+
+def _pose_term(criterion: Criterion, inputs: LossInputs) -> torch.Tensor:
+    return pose_loss(
+        inputs.output("pose_rotmat"),
+        inputs.target("params"),
+        inputs.valid(masks.GLOBAL_ORIENT),
+        inputs.valid(masks.BODY_POSE),
+    )
+
+
+def _shape_term(criterion: Criterion, inputs: LossInputs) -> torch.Tensor:
+    return shape_loss(inputs.output("betas"), inputs.target("params"), inputs.valid(masks.BETAS))
+
+
+def _prior_term(criterion: Criterion, inputs: LossInputs) -> torch.Tensor:
+    assert criterion.prior is not None  # the term is enabled only when the GMM loaded
+    return pose_prior_loss(criterion.prior, inputs.output("body_pose"))
+
+
+# name -> unweighted value; the order is the order of the terms dict (and of the logs). ROMP's `Cam` term is
+# absent: it needs `supervise_cam_params`, off in every v1 config, and there is no camera target.
+LOSS_TERMS: dict[str, Callable[[Criterion, LossInputs], torch.Tensor]] = {
+    "centermap": _centermap_term,
+    "kp2d": _kp2d_term,
+    "mpjpe": _mpjpe_term,
+    "pampjpe": _pampjpe_term,
+    "pose": _pose_term,
+    "shape": _shape_term,
+    "prior": _prior_term,
+}
+TERM_NAMES: tuple[str, ...] = tuple(LOSS_TERMS)
+
+
 class Criterion(nn.Module):
     """ROMP's weighted loss (``Loss`` + ``Learnable_Loss``) over matched persons and centre maps.
 
-    Each enabled term is ``weight * value``; a term that reaches ``loss_thresh`` is rescaled to exactly the
-    threshold as ``term * (thresh / term.detach())`` (value capped, gradient scaled by the same factor, as
-    ROMP does). Non-finite terms (NaN, or inf which rescaling turns into NaN) are left out of the total and
-    reported as NaN in the terms dict, so the training loop can count NaN steps; the total itself is then the
-    sum of the finite terms (an exact graph-connected 0 if none is finite).
+    Built from ``conf/loss/*.yaml`` by ``hydra.utils.instantiate(cfg.loss)``: the constructor takes exactly
+    that file's keys. Each enabled term is ``weight * value``; a term that reaches ``loss_thresh`` is rescaled
+    to exactly the threshold as ``term * (thresh / term.detach())`` (value capped, gradient scaled by the same
+    factor, as ROMP does). Non-finite terms (NaN, or inf which rescaling turns into NaN) are left out of the
+    total and reported as NaN in the terms dict, so the training loop can count NaN steps; the total itself is
+    then the sum of the finite terms (an exact graph-connected 0 if none is finite).
 
-    Terms (``weights`` keys; a missing key or weight 0 switches the term off):
+    Terms (:data:`LOSS_TERMS`; a missing key or weight 0 switches the term off):
 
     ========== =============================================== ===============================
     name       value                                           gate
@@ -83,15 +152,16 @@ class Criterion(nn.Module):
     mpjpe      hip-aligned 3D joint error (m)                  ``valid_masks[:, KP3D]``
     pampjpe    Procrustes-aligned 3D joint error (m)           ``valid_masks[:, KP3D]``
     pose       rotation-matrix distance to GT pose             ``GLOBAL_ORIENT``, ``BODY_POSE``
-    shape      PCA-weighted beta error or beta regulariser     ``valid_masks[:, BETAS]``
+    shape      PCA-weighted beta error + beta regulariser      ``valid_masks[:, BETAS]``
     prior      GMM pose prior / 100, 0 below 5                 all matched persons
-    cam        (no camera target in v1; must be 0)             —
     ========== =============================================== ===============================
 
     Args:
         weights: term name -> weight (ROMP v1: ``conf/loss/v1.yaml``).
         loss_thresh: cap applied to each weighted term (ROMP: 1000).
         gmm_path: SMPLify's ``gmm_08.pkl``; ``None`` or a missing file turns the prior off with one warning.
+        pampjpe_joints: ``batch`` (ROMP: joints labelled in every person of the batch) or ``person``
+            (each person's own joints); see :func:`romp_hydra.losses.keypoints.pampjpe_loss`.
     """
 
     def __init__(
@@ -99,76 +169,36 @@ class Criterion(nn.Module):
         weights: Mapping[str, float],
         loss_thresh: float = 1000.0,
         gmm_path: str | os.PathLike | None = None,
+        pampjpe_joints: str = "batch",
     ) -> None:
         super().__init__()
-        unknown = sorted(set(weights) - set(TERM_NAMES))
+        unknown = sorted(set(weights) - set(LOSS_TERMS))
         if unknown:
             raise ValueError(
-                f"Criterion: unknown loss term(s) {unknown} in loss.weights; known terms: {list(TERM_NAMES)}"
+                f"Criterion: unknown loss term(s) {unknown} in loss.weights; known terms: {list(LOSS_TERMS)}"
+                + (" (ROMP's Cam term has no target in v1 and does not exist here; remove loss.weights.cam)"
+                   if "cam" in unknown else "")
             )
         weights = {name: float(value) for name, value in weights.items()}
         negative = {name: value for name, value in weights.items() if value < 0 or math.isnan(value)}
         if negative:
             raise ValueError(f"Criterion: loss weights must be >= 0, got {negative}")
-        if weights.get("cam", 0.0) > 0:
-            raise ValueError(
-                f"Criterion: loss.weights.cam={weights['cam']} but there is no camera target (ROMP v1 learns the "
-                "camera only through the 2D keypoint loss); set loss.weights.cam=0"
-            )
         if not loss_thresh > 0:
             raise ValueError(f"Criterion: loss_thresh must be > 0, got {loss_thresh}")
+        if pampjpe_joints not in PAMPJPE_JOINT_MODES:
+            raise ValueError(
+                f"Criterion: loss.pampjpe_joints={pampjpe_joints!r}; use one of {', '.join(PAMPJPE_JOINT_MODES)}"
+            )
         self.loss_thresh = float(loss_thresh)
+        self.pampjpe_joints = pampjpe_joints
         self.prior = build_pose_prior(gmm_path) if weights.get("prior", 0.0) > 0 else None
         if self.prior is None:
             weights.pop("prior", None)
-        # Only enabled terms are computed, in the fixed TERM_NAMES order.
-        self.weights = {name: weights[name] for name in TERM_NAMES if weights.get(name, 0.0) > 0}
+        # Only enabled terms are computed, in the table's order.
+        self.weights = {name: weights[name] for name in LOSS_TERMS if weights.get(name, 0.0) > 0}
 
     def extra_repr(self) -> str:
-        return f"weights={self.weights}, loss_thresh={self.loss_thresh}"
-
-    def _term_value(
-        self,
-        name: str,
-        outputs: Mapping[str, torch.Tensor],
-        targets: Mapping[str, torch.Tensor],
-        centre_pred: torch.Tensor,
-        centre_gt: torch.Tensor,
-        image_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        if name == "centermap":
-            return centermap_focal_loss(centre_pred, centre_gt, image_mask)
-        valid = _require(targets, "valid_masks", "matched_targets").bool()
-        if name == "kp2d":
-            return kp2d_loss(
-                _require(outputs, "pj2d", "person_outputs"),
-                _require(targets, "kp2d", "matched_targets"),
-                valid[:, masks.KP2D],
-            )
-        if name in ("mpjpe", "pampjpe"):
-            loss_fn = mpjpe_loss if name == "mpjpe" else pampjpe_loss
-            return loss_fn(
-                _require(outputs, "joints54", "person_outputs"),
-                _require(targets, "kp3d", "matched_targets"),
-                valid[:, masks.KP3D],
-            )
-        if name == "pose":
-            return pose_loss(
-                _require(outputs, "pose_rotmat", "person_outputs"),
-                _require(targets, "params", "matched_targets"),
-                valid[:, masks.GLOBAL_ORIENT],
-                valid[:, masks.BODY_POSE],
-            )
-        if name == "shape":
-            return shape_loss(
-                _require(outputs, "betas", "person_outputs"),
-                _require(targets, "params", "matched_targets"),
-                valid[:, masks.BETAS],
-            )
-        if name == "prior":
-            assert self.prior is not None  # enabled only when the GMM loaded
-            return pose_prior_loss(self.prior, _require(outputs, "body_pose", "person_outputs"))
-        raise AssertionError(f"no loss implementation for enabled term {name!r}")
+        return f"weights={self.weights}, loss_thresh={self.loss_thresh}, pampjpe_joints={self.pampjpe_joints}"
 
     def forward(
         self,
@@ -194,11 +224,10 @@ class Criterion(nn.Module):
             ``(total, terms)``: the scalar to back-propagate and ``{name: weighted, clipped, detached value}``
             for every enabled term, NaN where the term was non-finite and left out of the total.
         """
+        inputs = LossInputs(person_outputs, matched_targets, centre_pred, centre_gt, image_mask)
         weighted: dict[str, torch.Tensor] = {}
         for name, weight in self.weights.items():
-            term = weight * self._term_value(
-                name, person_outputs, matched_targets, centre_pred, centre_gt, image_mask
-            )
+            term = weight * LOSS_TERMS[name](self, inputs)
             detached = term.detach()
             scale = torch.where(
                 detached >= self.loss_thresh, self.loss_thresh / detached, torch.ones_like(detached)

@@ -8,7 +8,7 @@ from romp_hydra.body.joint_sets import JOINT54, NUM_JOINTS_54, ROOT_JOINTS
 from romp_hydra.geometry.procrustes import similarity_procrustes
 from romp_hydra.losses.common import check_person_mask, graph_zero, masked_joint_mean, visible_2d, visible_3d
 
-__all__ = ["KP2D_LEAF_PARENTS", "kp2d_loss", "mpjpe_loss", "pampjpe_loss"]
+__all__ = ["KP2D_LEAF_PARENTS", "PAMPJPE_JOINT_MODES", "kp2d_loss", "mpjpe_loss", "pampjpe_loss"]
 
 # ROMP HEAD (constants.joint2D_tree): the face, toe and heel points are supervised relative to a parent
 # joint, so a slightly misplaced body does not also pay for every face/foot point. Face points hang off
@@ -124,33 +124,49 @@ def mpjpe_loss(
     return masked_joint_mean(distance, visible).mean()
 
 
+PAMPJPE_JOINT_MODES = ("batch", "person")
+
+
 def pampjpe_loss(
-    pred: torch.Tensor, gt: torch.Tensor, person_mask: torch.Tensor | None = None
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    person_mask: torch.Tensor | None = None,
+    joints: str = "batch",
 ) -> torch.Tensor:
     """MPJPE (metres) after a per-person similarity Procrustes alignment of the prediction onto the GT.
 
-    Differences from ROMP, both deliberate:
+    ``joints`` chooses which joints each person is aligned and scored on:
 
-    * ROMP keeps only joints visible in *every* person of the batch, so one person with a missing joint
-      removes that joint for everybody; here each person is aligned and scored on its own visible joints.
-    * ROMP's batched Procrustes mis-handles batches of exactly 2 or 3 persons (see
-      ``romp_hydra.geometry.procrustes``); the alignment used here does not depend on the batch size.
+    * ``"batch"`` (ROMP, the v1 default): the joints visible in *every* valid person of the batch, so one
+      person with a missing joint removes that joint for everybody;
+    * ``"person"``: each person on its own visible joints (persons need at least three).
 
-    Persons need at least three visible GT joints. If the SVD fails (ROMP: issue #136) the term is NaN, so
-    the criterion drops it and reports a NaN step instead of hiding the failure.
+    ROMP's batched Procrustes mis-handles batches of exactly 2 or 3 persons (see
+    ``romp_hydra.geometry.procrustes``); the alignment used here does not depend on the batch size.
+    If the SVD fails (ROMP: issue #136) the term is NaN, so the criterion drops it and reports a NaN step
+    instead of hiding the failure.
 
     Args:
         pred: [N, 54, 3] predicted joints.
         gt: [N, 54, 3] GT joints, -2 where missing.
         person_mask: [N] bool, ``valid_masks[:, KP3D]``.
+        joints: ``"batch"`` or ``"person"`` (above).
 
     Returns:
-        Scalar; an exact graph-connected 0 when no person qualifies.
+        Scalar; an exact graph-connected 0 when no person (or, for ``"batch"``, fewer than three common
+        joints) qualifies.
     """
+    if joints not in PAMPJPE_JOINT_MODES:
+        raise ValueError(f"pampjpe_loss: joints={joints!r}; use one of {', '.join(PAMPJPE_JOINT_MODES)}")
     _check_joints(pred, gt, 3, "pampjpe_loss")
     valid = check_person_mask(person_mask, pred.shape[0], "pampjpe_loss", pred.device)
     visible = visible_3d(gt)
-    valid = valid & (visible.sum(dim=1) >= MIN_PROCRUSTES_JOINTS)
+    if joints == "batch":
+        common = (visible | ~valid[:, None]).all(dim=0)
+        visible = common.expand_as(visible)
+        valid = valid & (common.sum() >= MIN_PROCRUSTES_JOINTS)
+    else:
+        valid = valid & (visible.sum(dim=1) >= MIN_PROCRUSTES_JOINTS)
     if not valid.any():
         return graph_zero(pred)
 

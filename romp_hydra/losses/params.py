@@ -85,14 +85,14 @@ def shape_loss(
     gt_params: torch.Tensor,
     betas_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """ROMP's ``Shape`` term: supervised where GT betas exist, a small-shape regulariser elsewhere.
+    """ROMP's ``Shape`` term: the sum of two means, one over the persons with GT betas, one over the rest.
 
-    Per person:
+    * persons with GT betas: mean of ``|| (beta_gt - beta_pred) * w ||_2 / 20``, ``w = [1, .64, .32, .32, .16 x 6]``;
+    * persons without: ``mean(beta_pred^2) / 20`` over all their betas, which keeps unsupervised shapes near
+      the mean body.
 
-    * with GT betas: ``|| (beta_gt - beta_pred) * w ||_2 / 20``, ``w = [1, .64, .32, .32, .16 x 6]``;
-    * without: ``mean(beta_pred^2) / 20`` over the 10 betas, which keeps unsupervised shapes near the mean.
-
-    The result is the mean over all N matched persons (every person contributes one of the two forms).
+    Each part is averaged over its own persons and the two are added (ROMP ``calc_loss.py``), so in a batch that
+    mixes both kinds each kind weighs as much as in a batch of only that kind.
 
     Args:
         pred_betas: [N, 10] predicted betas.
@@ -107,22 +107,14 @@ def shape_loss(
         raise ValueError(f"shape_loss: pred_betas must have shape (N, 10), got {tuple(pred_betas.shape)}")
     _check_params(gt_params, num_persons, "shape_loss")
     supervised = check_person_mask(betas_mask, num_persons, "shape_loss", pred_betas.device)
-    if num_persons == 0:
-        return graph_zero(pred_betas)
 
     pred_betas = pred_betas.float()
-    per_person = torch.zeros(num_persons, dtype=pred_betas.dtype, device=pred_betas.device)
+    loss = graph_zero(pred_betas)
     if supervised.any():
         weights = torch.tensor(SHAPE_PCA_WEIGHTS, dtype=pred_betas.dtype, device=pred_betas.device)
         diff = (gt_params[supervised, BETAS_SLICE].float() - pred_betas[supervised]) * weights
-        per_person = per_person.index_put(
-            (supervised.nonzero(as_tuple=True)[0],),
-            torch.linalg.vector_norm(diff, dim=-1) / SHAPE_LOSS_DIVISOR,
-        )
+        loss = loss + torch.linalg.vector_norm(diff, dim=-1).mean() / SHAPE_LOSS_DIVISOR
     unsupervised = ~supervised
     if unsupervised.any():
-        per_person = per_person.index_put(
-            (unsupervised.nonzero(as_tuple=True)[0],),
-            pred_betas[unsupervised].pow(2).mean(dim=-1) / SHAPE_LOSS_DIVISOR,
-        )
-    return per_person.mean()
+        loss = loss + pred_betas[unsupervised].pow(2).mean() / SHAPE_LOSS_DIVISOR
+    return loss

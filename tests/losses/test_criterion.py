@@ -123,8 +123,10 @@ def test_no_valid_person_gives_graph_safe_zero_total():
 def test_configuration_errors_name_the_fix():
     with pytest.raises(ValueError, match="unknown loss term"):
         Criterion({"kp3d": 1.0})
-    with pytest.raises(ValueError, match="loss.weights.cam=0"):
-        Criterion({"cam": 200})
+    with pytest.raises(ValueError, match="remove loss.weights.cam"):
+        Criterion({"cam": 200})  # ROMP's Cam term can only be 0 in v1: it is gone
+    with pytest.raises(ValueError, match="pampjpe_joints"):
+        Criterion({"pampjpe": 1.0}, pampjpe_joints="all")
     with pytest.raises(KeyError, match="pj2d"):
         outputs, targets, centre_pred, centre_gt, image_mask = _scene()
         del outputs["pj2d"]
@@ -145,7 +147,7 @@ def test_v1_yaml_instantiates_with_prior_off_when_gmm_missing(tmp_path):
         "pose": 80,
         "shape": 6,
     }
-    assert criterion.loss_thresh == 1000 and criterion.prior is None
+    assert criterion.loss_thresh == 1000 and criterion.prior is None and criterion.pampjpe_joints == "batch"
     assert any(str(tmp_path / "gmm_08.pkl") in str(w.message) for w in caught)
 
 
@@ -161,3 +163,17 @@ def test_gather_matched_targets_picks_slots():
     assert gathered["kp2d"].shape == (2, 54, 2) and gathered["valid_masks"].dtype == torch.bool
     with pytest.raises(ValueError, match="parsing mode"):
         gather_matched_targets(batch, torch.tensor([0]), torch.tensor([-1]))
+
+
+def test_v1_yaml_keys_are_exactly_the_constructor_arguments():
+    import inspect
+
+    keys = set(OmegaConf.load(REPO_ROOT / "conf" / "loss" / "v1.yaml")) - {"_target_"}
+    assert keys == set(inspect.signature(Criterion.__init__).parameters) - {"self"}
+
+
+def test_loss_terms_are_a_table_without_cam():
+    from romp_hydra.losses.criterion import LOSS_TERMS
+
+    assert list(LOSS_TERMS) == ["centermap", "kp2d", "mpjpe", "pampjpe", "pose", "shape", "prior"]
+    assert "cam" not in OmegaConf.load(REPO_ROOT / "conf" / "loss" / "v1.yaml").weights

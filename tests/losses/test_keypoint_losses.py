@@ -154,3 +154,22 @@ def test_pampjpe_gate_and_too_few_joints():
 def test_shape_errors_name_the_expected_layout():
     with pytest.raises(ValueError, match=r"\(N, 54, 3\)"):
         mpjpe_loss(torch.zeros(1, 17, 3), torch.zeros(1, 17, 3))
+
+
+def test_pampjpe_batch_mode_uses_joints_labelled_in_every_person():
+    # ROMP calc_pampjpe: keep the joints whose GT is present in *all* persons of the batch. Person 1 lacks
+    # joint 0; person 0's only error is on joint 0, so ROMP's alignment ignores it and the loss is exactly 0.
+    gen = torch.Generator().manual_seed(3)
+    gt = _skeleton(gen, 2)
+    pred = gt.clone()
+    pred[0, 0] += torch.tensor([0.3, 0.0, 0.0])
+    gt[1, 0] = -2.0
+    assert pampjpe_loss(pred, gt).item() == pytest.approx(0.0, abs=1e-6)  # batch: ROMP, the default
+    assert pampjpe_loss(pred, gt, joints="person").item() > 1e-3  # per person: joint 0 counts for person 0
+    # A person outside the gate does not narrow the common joint set.
+    gate = torch.tensor([True, False])
+    assert pampjpe_loss(pred, gt, gate).item() == pytest.approx(
+        pampjpe_loss(pred[:1], gt[:1], joints="person").item(), rel=1e-6
+    )
+    with pytest.raises(ValueError, match="joints="):
+        pampjpe_loss(pred, gt, joints="all")

@@ -56,18 +56,26 @@ def test_pose_loss_gates_global_and_body_separately():
     assert nothing.item() == 0.0 and nothing.requires_grad
 
 
-def test_shape_loss_supervised_and_regulariser():
-    gt = torch.zeros(2, 76)
-    gt[0, 66:] = 1.0
-    pred = torch.zeros(2, 10)
-    pred[1] = 2.0
-    weights = [1, 0.64, 0.32, 0.32] + [0.16] * 6
-    supervised = math.sqrt(sum(w * w for w in weights)) / 20  # |(1 - 0) * w| / 20
-    regulariser = 4.0 / 20  # mean(2^2) / 20
-    mask = torch.tensor([True, False])
-    assert shape_loss(pred, gt, mask).item() == pytest.approx((supervised + regulariser) / 2, rel=1e-6)
-    # Everyone supervised: person 1 now compares 2 against GT 0.
-    assert shape_loss(pred, gt).item() == pytest.approx((supervised + 2 * supervised) / 2, rel=1e-6)
+def test_shape_loss_is_romps_sum_of_two_means():
+    # ROMP calc_loss.py `Shape`: mean over persons with GT betas of |(gt - pred) * w|_2 / 20, PLUS mean over
+    # all betas of the persons without GT of pred^2 / 20. Hand-made batch: persons 0 and 1 have GT betas,
+    # person 2 has none.
+    gt = torch.zeros(3, 76)
+    gt[0, 66] = 1.0  # only beta 0 differs (w = 1):           |1 * 1|   = 1
+    gt[1, 67] = 2.0  # only beta 1 differs (w = 0.64):        |2 * .64| = 1.28
+    pred = torch.zeros(3, 10)
+    pred[2, :5] = 2.0  # unsupervised: betas^2 = [4]*5 + [0]*5, mean = 2
+    mask = torch.tensor([True, True, False])
+    supervised = (1.0 + 1.28) / 2 / 20  # 0.057
+    regulariser = 2.0 / 20  # 0.1
+    assert shape_loss(pred, gt, mask).item() == pytest.approx(0.157, rel=1e-6)
+    assert supervised + regulariser == pytest.approx(0.157)
+    # One mean over all three persons (the old formula) would give (1/20 + 1.28/20 + 2/20) / 3 = 0.0713.
+    # Everyone supervised: person 2 compares pred 2 against GT 0 on betas 0..4 (w = 1, .64, .32, .32, .16).
+    all_supervised = (1.0 + 1.28 + 2 * math.sqrt(1 + 0.64**2 + 2 * 0.32**2 + 0.16**2)) / 3 / 20
+    assert shape_loss(pred, gt).item() == pytest.approx(all_supervised, rel=1e-6)
+    # Nobody supervised: mean of all 30 squared betas / 20 = (5 * 4 / 30) / 20.
+    assert shape_loss(pred, gt, torch.zeros(3, dtype=torch.bool)).item() == pytest.approx(20 / 30 / 20, rel=1e-6)
 
 
 def test_shape_loss_empty_and_bad_shape():
