@@ -9,6 +9,9 @@ Semantics (docs/design.md, ecosystem.md §9):
   (max_i len_i / p_i) and partitions the index space deterministically (romp_datasets.md §9).
 * Within a member, items are visited in a seeded random permutation, without replacement until the member is
   exhausted; then a fresh permutation starts (so a small member is cycled, a large one partly visited).
+* A member with pose clusters (ROMP's `homogenize_pose_space`, `romp_hydra.data.pose_clusters`) is drawn
+  cluster-balanced: its draws go round its clusters in seeded random orders (each cluster equally often, as
+  ROMP's `index % k`), and within a cluster items are visited as above.
 * Every position also gets a 64-bit sample seed, a pure function of (seed, epoch, position), from which the
   dataset draws that sample's augmentation. The epoch is therefore reproducible whatever the number of
   DataLoader workers, and a resumed run replays exactly what the interrupted one would have drawn.
@@ -63,6 +66,7 @@ class MixtureSampler(Sampler):
         seed: the run's seed.
         names: member names for the log table and error messages.
         rank, world_size: this process's place in distributed training.
+        clusters: per member, None or the (size,) cluster id of each item (draw that member cluster-balanced).
 
     Resume: the training loop (or `MixtureLoader`, which does it for you) calls `advance(n)` for each batch of n
     samples it has consumed; `state_dict()` stores the epoch and the position, and `load_state_dict()` makes the
@@ -80,8 +84,10 @@ class MixtureSampler(Sampler):
         names: Sequence[str] | None = None,
         rank: int = 0,
         world_size: int = 1,
+        clusters: Sequence[np.ndarray | None] | None = None,
     ):
         self.sizes = [int(size) for size in sizes]
+        self.clusters = self._cluster_members(clusters)
         self.names = list(names) if names is not None else [f"member{i}" for i in range(len(self.sizes))]
         raw = np.ones(len(self.sizes)) if weights is None else np.asarray(weights, dtype=np.float64)
         self._check(raw, epoch_samples, rank, world_size)
@@ -96,6 +102,27 @@ class MixtureSampler(Sampler):
         self._plan_cache: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         if self.rank == 0:
             log.info("mixture sampling:\n%s", self.describe())
+
+    def _cluster_members(self, clusters: Sequence[np.ndarray | None] | None) -> list[list[np.ndarray] | None]:
+        """Per member, None or the item indices of each of its (non-empty) clusters."""
+        if clusters is None:
+            return [None] * len(self.sizes)
+        if len(clusters) != len(self.sizes):
+            raise ValueError(f"got cluster ids for {len(clusters)} members, the mixture has {len(self.sizes)}")
+        grouped: list[list[np.ndarray] | None] = []
+        for member, (ids, size) in enumerate(zip(clusters, self.sizes)):
+            if ids is None:
+                grouped.append(None)
+                continue
+            ids = np.asarray(ids).reshape(-1)
+            if len(ids) != size:
+                name = self.names[member] if member < len(self.names) else member
+                raise ValueError(f"mixture member '{name}' has {size} items but {len(ids)} cluster ids; "
+                                 f"delete its *_pose_clusters.npz next to the packed store to rebuild them")
+            order = np.argsort(ids, kind="stable")
+            bounds = np.flatnonzero(np.diff(ids[order])) + 1
+            grouped.append(np.split(order.astype(np.int64), bounds))
+        return grouped
 
     def _check(self, raw: np.ndarray, epoch_samples: int, rank: int, world_size: int) -> None:
         if len(self.names) != len(self.sizes) or raw.shape != (len(self.sizes),):
@@ -132,12 +159,18 @@ class MixtureSampler(Sampler):
         return plan
 
     def _member_items(self, seed: int, epoch: int, member: int, count: int) -> np.ndarray:
-        """`count` item indices: a seeded permutation of the member, then fresh permutations when it runs out."""
-        size = self.sizes[member]
-        cycles = -(-count // size)
+        """`count` item indices: a seeded permutation of the member, then fresh permutations when it runs out.
+        A clustered member: the clusters in seeded rounds, and each cluster's items that way."""
         rng = np.random.default_rng([seed, epoch, 1, member])
-        orders = rng.permuted(np.tile(np.arange(size, dtype=np.int64), (cycles, 1)), axis=1)
-        return orders.reshape(-1)[:count]
+        groups = self.clusters[member]
+        if groups is None:
+            return _cycled_permutations(rng, self.sizes[member], count)
+        which = _cycled_permutations(rng, len(groups), count)
+        items = np.empty(count, dtype=np.int64)
+        for cluster, group in enumerate(groups):  # a loop over clusters, not over samples
+            slots = np.flatnonzero(which == cluster)
+            items[slots] = group[_cycled_permutations(rng, len(group), len(slots))]
+        return items
 
     def rank_positions(self) -> np.ndarray:
         """The global epoch positions this rank reads, in order."""
@@ -170,6 +203,7 @@ class MixtureSampler(Sampler):
             "epoch_samples": self.epoch_samples,
             "sizes": list(self.sizes),
             "probabilities": [float(p) for p in self.probabilities],
+            "clustered": [groups is not None for groups in self.clusters],
             "world_size": self.world_size,
         }
 
@@ -182,6 +216,8 @@ class MixtureSampler(Sampler):
         if saved_probabilities.shape != self.probabilities.shape or not np.allclose(saved_probabilities,
                                                                                      self.probabilities):
             changed.append("probabilities")
+        if state.get("clustered", [False] * len(self.sizes)) != [groups is not None for groups in self.clusters]:
+            changed.append("cluster balancing")
         if changed:
             log.warning("the saved sampler state was made with a different %s; the resumed run continues the "
                         "new mixture's sequence at the saved position, not the old sequence", ", ".join(changed))
@@ -212,6 +248,20 @@ class MixtureSampler(Sampler):
         lines.append(f"epoch = {self.epoch_samples} samples ({self.samples_per_rank} per rank x {self.world_size} "
                      f"rank(s)), seed {self.seed}")
         return "\n".join(lines)
+
+
+def source_clusters(source: Any) -> np.ndarray | None:
+    """A source's per-item cluster ids when it asks to be drawn cluster-balanced (`sampling_clusters()`)."""
+    method = getattr(source, "sampling_clusters", None)
+    return method() if callable(method) else None
+
+
+def _cycled_permutations(rng: np.random.Generator, size: int, count: int) -> np.ndarray:
+    """`count` values: a random permutation of range(size), then fresh permutations until `count` are drawn."""
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    cycles = -(-count // size)
+    return rng.permuted(np.tile(np.arange(size, dtype=np.int64), (cycles, 1)), axis=1).reshape(-1)[:count]
 
 
 class SequentialSourceSampler(Sampler):

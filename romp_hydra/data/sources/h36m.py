@@ -19,6 +19,7 @@ from romp_hydra.data.sources._shared_3d import (
     load_romp_annots,
     to_metres,
 )
+from romp_hydra.data.pose_clusters import DEFAULT_NUM_CLUSTERS, store_pose_clusters
 from romp_hydra.data.store import StoreBackedSource
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ H36M_CAMERAS: tuple[tuple[float, float, float, float], ...] = (
     (1145.5113525390625, 1144.77392578125, 514.9682006835938, 501.88201904296875),
 )
 KP3D_SOURCES = ("auto", "smpl", "mocap")
+ROMP_CLUSTER_FILE = "cluster_results_noumap_h36m_kmeans.npz"
 SMPL_CHUNK = 512
 
 
@@ -70,6 +72,9 @@ class H36M(StoreBackedSource):
             sampler's epoch length covers: so 1 uses everything, as ROMP does over several epochs.
         kp3d_source: 'auto' | 'smpl' | 'mocap' (see above).
         body_model_kind, body_model_dir: the body model for `kp3d_source=smpl` ('smpl' or 'standin').
+        homogenize_pose_space: draw the images evenly over pose clusters (ROMP v1; `romp_hydra.data.pose_clusters`):
+            ROMP's `cluster_results_noumap_h36m_kmeans.npz` in root when present, else k-means at pack time.
+        pose_clusters: the number of k-means clusters when ROMP's file is absent.
     """
 
     is_3d: ClassVar[bool] = True
@@ -100,6 +105,8 @@ class H36M(StoreBackedSource):
         kp3d_source: str = "auto",
         body_model_kind: str = "smpl",
         body_model_dir: str | Path | None = None,
+        homogenize_pose_space: bool = False,
+        pose_clusters: int = DEFAULT_NUM_CLUSTERS,
     ):
         if split not in SPLIT_SUBJECTS:
             raise ValueError(f"h36m split={split!r}: use one of {', '.join(SPLIT_SUBJECTS)}")
@@ -117,6 +124,19 @@ class H36M(StoreBackedSource):
             )
         self.body_model_kind = body_model_kind
         self.body_model_dir = Path(body_model_dir).expanduser() if body_model_dir is not None else None
+        self.homogenize_pose_space = bool(homogenize_pose_space)
+        self.pose_clusters = int(pose_clusters)
+
+    def sampling_clusters(self) -> np.ndarray | None:
+        """The pose cluster of each image when `homogenize_pose_space` (ROMP v1.yml), else None."""
+        if not self.homogenize_pose_space:
+            return None
+        return store_pose_clusters(self.store, self.root / ROMP_CLUSTER_FILE, self.pose_clusters)
+
+    def pack_data(self) -> Path:
+        path = super().pack_data()
+        self.sampling_clusters()  # the clusters are made with the store
+        return path
 
     @property
     def store_path(self) -> Path:

@@ -24,6 +24,7 @@ from romp_hydra.data.sources._shared_3d import (
     to_metres,
     with_visibility,
 )
+from romp_hydra.data.pose_clusters import DEFAULT_NUM_CLUSTERS, store_pose_clusters
 from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ SEQUENCES = (1, 2)
 CAMERAS = tuple(range(11))
 NUM_JOINTS_TRAIN = 28
 NUM_JOINTS_TEST = 17
+ROMP_CLUSTER_FILE = "cluster_results_noumap_mpiinf_kmeans.npz"
 _IMAGE_NAME = re.compile(r"S(\d+)_Seq(\d+)_video_(\d+)_F(\d+)\.jpg$")
 
 
@@ -122,6 +124,9 @@ class MPIINF3DHP(StoreBackedSource):
     Args:
         frame_stride: keep frames f with f % frame_stride == 1 % frame_stride (10 in ROMP).
         cameras: the cameras to use (default 0-10, all but the ceiling cameras 11-13).
+        homogenize_pose_space: draw the images evenly over pose clusters (ROMP v1; `romp_hydra.data.pose_clusters`):
+            ROMP's `cluster_results_noumap_mpiinf_kmeans.npz` in root when present, else k-means at pack time.
+        pose_clusters: the number of k-means clusters when ROMP's file is absent.
     """
 
     is_3d: ClassVar[bool] = True
@@ -146,6 +151,8 @@ class MPIINF3DHP(StoreBackedSource):
         store_dir: str | Path | None = None,
         frame_stride: int = 10,
         cameras: Sequence[int] = CAMERAS,
+        homogenize_pose_space: bool = False,
+        pose_clusters: int = DEFAULT_NUM_CLUSTERS,
     ):
         if split not in SPLIT_SUBJECTS:
             raise ValueError(f"mpiinf split={split!r}: use 'train' (S1-S7) or 'val' (S8)")
@@ -159,6 +166,19 @@ class MPIINF3DHP(StoreBackedSource):
         )
         self.frame_stride = int(frame_stride)
         self.cameras = tuple(sorted({int(c) for c in cameras}))
+        self.homogenize_pose_space = bool(homogenize_pose_space)
+        self.pose_clusters = int(pose_clusters)
+
+    def sampling_clusters(self) -> np.ndarray | None:
+        """The pose cluster of each image when `homogenize_pose_space` (ROMP v1.yml), else None."""
+        if not self.homogenize_pose_space:
+            return None
+        return store_pose_clusters(self.store, self.root / ROMP_CLUSTER_FILE, self.pose_clusters)
+
+    def pack_data(self) -> Path:
+        path = super().pack_data()
+        self.sampling_clusters()  # the clusters are made with the store
+        return path
 
     @property
     def store_path(self) -> Path:

@@ -86,7 +86,9 @@ class PW3D(StoreBackedSource):
         body_model_kind, body_model_dir: the body model for `gt_source=sequence` ('smpl' or 'standin').
     """
 
-    is_3d: ClassVar[bool] = True
+    # ROMP's PW3D keeps the base crop probability (shuffle_crop_ratio_2d) and crops with scales 1.1-2.0.
+    is_3d: ClassVar[bool] = False
+    scale_range: ClassVar[tuple[float, float]] = (1.1, 2.0)
     homepage: ClassVar[str] = (
         "https://virtualhumans.mpi-inf.mpg.de/3DPW/ (imageFiles.zip, sequenceFiles.zip); vibe_db: "
         "github.com/mkocabas/VIBE (data preparation)"
