@@ -7,7 +7,9 @@ Examples:
   python -m romp_hydra.train experiment=quickstart hparams_search=mixture_optuna   # Optuna over the weight simplex
 
 In a sweep (-m) a job that fails is recorded as FAILED in MLflow and returns a finite "failure" objective, so
-the remaining jobs still run; a single run (no -m) raises as usual. See docs/sweeps.md.
+the remaining jobs still run; a single run (no -m) raises as usual. Every job writes its outcome to
+<job dir>/job_outcome.json; the sweep ends with a summary and exits 1 when no job finished
+(romp_hydra/sweeps/outcome.py). See docs/sweeps.md and docs/reliability.md.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from romp_hydra.sweeps.jobs import (
     place_job_on_gpu,
     record_failed_job,
 )
+from romp_hydra.sweeps.outcome import FAILED, FINISHED, record_job_outcome
 from romp_hydra.sweeps.simplex import apply_simplex_weights
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ def main(cfg: DictConfig) -> float | None:
         objective = train(cfg)
     except Exception as err:  # noqa: BLE001  (not KeyboardInterrupt: Ctrl-C still stops the whole sweep)
         return _fail(cfg, job, err)
+    record_job_outcome(job.output_dir, FINISHED, objective=objective)
     if objective is not None and not math.isfinite(objective):
         log.warning("sweep job %d returned the objective %r; handing the sweeper %g instead", job.num, objective,
                     failure_objective(cfg))
@@ -61,6 +65,7 @@ def main(cfg: DictConfig) -> float | None:
 def _fail(cfg: DictConfig, job: SweepJob, err: Exception) -> float:
     """Log the failure (with traceback) in the job's log, mark its MLflow run FAILED, return the failure objective."""
     log.error("sweep job %d failed; the sweep continues with the next job", job.num, exc_info=err)
+    record_job_outcome(job.output_dir, FAILED, error=err)
     run_id = record_failed_job(cfg, job.output_dir, err)
     if run_id is not None:
         log.error("MLflow run %s of job %d is marked FAILED", run_id, job.num)

@@ -47,7 +47,11 @@ class DataConfig:
     max_person: int = 64
     batch_size: int = 32
     val_batch_size: int = 16
-    num_workers: int = 4
+    num_workers: Any = "auto"  # auto | N (see romp_hydra/data/loader.py:resolve_num_workers)
+    pin_memory: Any = "auto"  # auto (when training on CUDA) | true | false
+    persistent_workers: bool = True
+    prefetch_factor: int = 2
+    multiprocessing_context: str = "auto"  # auto (fork on Linux) | fork | forkserver | spawn
     max_bad_fraction: float = 0.01
     collision_aware_centermap: bool = True
     collision_factor: float = 0.2

@@ -118,14 +118,45 @@ def _check_data(data: DictConfig) -> None:
     for key in ("batch_size", "val_batch_size", "max_person"):
         if int(data[key]) < 1:
             raise ConfigError(f"data.{key}", data[key], "must be at least 1", f"set data.{key} to a positive integer")
-    if int(data.num_workers) < 0:
-        raise ConfigError("data.num_workers", data.num_workers, "must be >= 0", "use data.num_workers=0 to load in-process")
+    _check_loader(data)
     if not 0.0 <= float(data.max_bad_fraction) <= 1.0:
         raise ConfigError("data.max_bad_fraction", data.max_bad_fraction, "is a fraction",
                           "use a value in [0, 1], e.g. 0.01")
     for key, value in data.augment.items():
         if key.endswith("_prob") and not 0.0 <= float(value) <= 1.0:
             raise ConfigError(f"data.augment.{key}", value, "is a probability", f"use a value in [0, 1] for data.augment.{key}")
+
+
+START_METHODS = ("auto", "fork", "forkserver", "spawn")
+
+
+def _check_loader(data: DictConfig) -> None:
+    workers = data.get("num_workers", "auto")
+    if str(workers).lower() != "auto" and (not _is_int(workers) or int(workers) < 0):
+        raise ConfigError("data.num_workers", workers, "must be auto or an integer >= 0",
+                          "use data.num_workers=auto (from the CPU count), or N; 0 loads in-process")
+    if str(data.get("pin_memory", "auto")).lower() not in ("auto", "true", "false"):
+        raise ConfigError("data.pin_memory", data.pin_memory, "must be auto, true or false",
+                          "use data.pin_memory=auto (pinned when training on CUDA)")
+    if int(data.get("prefetch_factor", 2)) < 1:
+        raise ConfigError("data.prefetch_factor", data.prefetch_factor, "must be at least 1",
+                          "use data.prefetch_factor=2 (batches each worker prepares ahead)")
+    method = str(data.get("multiprocessing_context", "auto"))
+    if method not in START_METHODS:
+        raise ConfigError("data.multiprocessing_context", method, f"must be one of {', '.join(START_METHODS)}",
+                          "use data.multiprocessing_context=auto (fork on Linux, spawn elsewhere)")
+    import multiprocessing
+
+    if method != "auto" and method not in multiprocessing.get_all_start_methods():
+        raise ConfigError("data.multiprocessing_context", method, "this platform cannot start processes that way",
+                          f"use one of {', '.join(multiprocessing.get_all_start_methods())} or auto")
+
+
+def _is_int(value: Any) -> bool:
+    try:
+        return int(value) == float(value)
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_trainer(trainer: DictConfig) -> None:

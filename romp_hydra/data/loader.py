@@ -25,7 +25,10 @@ an unreadable test image is an error.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import signal
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -331,17 +334,92 @@ def build_eval_loader(cfg: DictConfig, member: str | Mapping[str, Any] | DictCon
     )
 
 
+# Upper bound of `data.num_workers: auto`: past ~8 workers one training process rarely gains, and each worker
+# holds a copy of the dataset's index in memory.
+MAX_AUTO_WORKERS = 8
+
+
+def usable_cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask that SLURM / taskset / containers set), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_num_workers(value: Any, cpus: int | None = None) -> int:
+    """`data.num_workers`: an integer as given, or `auto` = min(8, usable CPUs - 1): one CPU stays with the training
+    process; a 1-CPU machine loads in-process (0 workers)."""
+    if str(value).lower() == "auto":
+        cpus = usable_cpu_count() if cpus is None else cpus
+        return max(0, min(MAX_AUTO_WORKERS, cpus - 1))
+    return int(value)
+
+
+def worker_start_method(value: Any = "auto") -> str:
+    """`data.multiprocessing_context`: `auto` = fork on Linux, spawn elsewhere; or fork | forkserver | spawn.
+
+    Why explicit: without it the DataLoader uses the process-wide default, and launchers change that default.
+    Inside a joblib (loky) worker it is loky's own context, whose Process needs attributes torch never sets, so
+    every worker failed to start ('Process' object has no attribute 'env'). Naming the context makes workers start
+    the same way under the basic, joblib and submitit launchers.
+
+    Why fork on Linux: a worker starts in milliseconds and shares the dataset's index copy-on-write, while spawn
+    and forkserver re-import torch and OpenCV and unpickle the dataset in every worker (seconds each; measured in
+    benchmarks/loader_startup.py). Fork is safe here because the workers never touch CUDA, torch gives each
+    worker one intra-op thread, and OpenCV's thread pool is set to one thread before the fork (`_worker_options`).
+    A dataset of your own that holds fork-unsafe state (an open database handle, a CUDA tensor) can pick
+    `spawn`. macOS: fork is unsafe with the system frameworks, so `auto` is spawn there (Python's own default).
+    """
+    method = str(value).lower()
+    if method == "auto":
+        return "fork" if sys.platform.startswith("linux") else "spawn"
+    return method
+
+
+def ignore_stop_signals() -> None:
+    """SIGTERM / SIGINT are the main process's to handle: it finishes the step, saves and stops the workers itself.
+
+    A scheduler (SLURM's scancel, Kubernetes, `kill -TERM -<pgid>`) and Ctrl-C signal the whole process group.
+    A worker that died of the signal would make the main process fail with "DataLoader worker ... killed by
+    signal" before it could save; a worker that inherited the trainer's handler would run it on its own copy.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def init_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: leave the stop signals to the main process, then seed the global RNGs."""
+    ignore_stop_signals()
+    seed_worker(worker_id)
+
+
+def _wants_cuda(cfg: DictConfig) -> bool:
+    device = str(OmegaConf.select(cfg, "trainer.device", default=None) or OmegaConf.select(cfg, "device", default="auto"))
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
 def _worker_options(cfg: DictConfig, seed: int) -> dict[str, Any]:
-    workers = int(cfg.data.num_workers)
+    data = cfg.data
+    workers = resolve_num_workers(data.get("num_workers", "auto"))
+    pin_memory = data.get("pin_memory", "auto")
+    # Pinned host memory makes the copy to the GPU asynchronous (non_blocking=True in the step); useless on CPU.
+    pin = _wants_cuda(cfg) if str(pin_memory).lower() == "auto" else bool(pin_memory)
+    options: dict[str, Any] = {
+        "num_workers": workers,
+        "collate_fn": CollateWithSkips(collate_samples),
+        "pin_memory": pin and torch.cuda.is_available(),
+        "generator": torch.Generator().manual_seed(seed),
+    }
     if workers > 0:
         # One OpenCV thread per process: the workers are the parallelism. It must be set here, before the fork:
         # calling cv2.setNumThreads in a forked child whose parent already ran OpenCV's pool can deadlock.
         cv2.setNumThreads(1)
-    return {
-        "num_workers": workers,
-        "collate_fn": CollateWithSkips(collate_samples),
-        "pin_memory": torch.cuda.is_available(),
-        "persistent_workers": workers > 0,
-        "worker_init_fn": seed_worker,
-        "generator": torch.Generator().manual_seed(seed),
-    }
+        options.update(
+            worker_init_fn=init_worker,
+            multiprocessing_context=worker_start_method(data.get("multiprocessing_context", "auto")),
+            # Workers live as long as the loader: no start-up per epoch or per validation.
+            persistent_workers=bool(data.get("persistent_workers", True)),
+            prefetch_factor=int(data.get("prefetch_factor", 2)),
+        )
+    return options

@@ -41,9 +41,15 @@ def store_template(tmp_path_factory) -> Path:
     return path
 
 
+# The quickstart's own loader settings (data.num_workers=1: real worker processes), as a user's sweep has them:
+# the sweep tests once ran in-process and missed that no worker could start under the joblib launcher.
+SWEEP_TINY = [option for option in TINY if not option.startswith("data.num_workers=")]
+
+
 def run_sweep(root: Path, overrides: list[str], cache_dir: Path, store_template: Path | None = None,
-              timeout_s: int = 300) -> Sweep:
-    """Run a tiny quickstart sweep under `root` (sweep dir root/sweep, store root/mlflow.db) and check it exited 0.
+              timeout_s: int = 300, returncode: int = 0) -> Sweep:
+    """Run a tiny quickstart sweep under `root` (sweep dir root/sweep, store root/mlflow.db) and check its exit
+    status (0 unless `returncode` says otherwise).
 
     `store_template=None` starts from a store that does not exist yet (first use creates it).
     """
@@ -53,7 +59,7 @@ def run_sweep(root: Path, overrides: list[str], cache_dir: Path, store_template:
         shutil.copyfile(store_template, database)
     tracking_uri = f"sqlite:///{database}"
     command = [
-        sys.executable, "-m", "romp_hydra.train", "-m", *TINY, f"trainer.max_steps={SWEEP_STEPS}",
+        sys.executable, "-m", "romp_hydra.train", "-m", *SWEEP_TINY, f"trainer.max_steps={SWEEP_STEPS}",
         f"hydra.sweep.dir={root / 'sweep'}", f"paths.log_dir={root / 'logs'}", f"paths.cache_dir={cache_dir}",
         f"logger.tracking_uri={tracking_uri}", *overrides,
     ]
@@ -61,7 +67,7 @@ def run_sweep(root: Path, overrides: list[str], cache_dir: Path, store_template:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
     out = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s,
                          check=False)
-    assert out.returncode == 0, f"sweep exited with {out.returncode}:\n{out.stderr[-6000:]}"
+    assert out.returncode == returncode, f"sweep exited with {out.returncode}:\n{out.stderr[-6000:]}"
     return Sweep(root / "sweep", tracking_uri, out.stdout, out.stderr)
 
 

@@ -52,7 +52,8 @@ def test_failing_job_is_failed_and_the_others_finish(tmp_path, shared_cache_dir,
 
 
 def test_parallel_joblib_jobs_share_one_new_sqlite_store(tmp_path, shared_cache_dir):
-    """Two jobs in two processes write to a store that does not exist when the sweep starts: nothing is lost."""
+    """Two jobs in two processes write to a store that does not exist when the sweep starts: nothing is lost.
+    The README's parallel sweep with its loader settings (one DataLoader worker per job, started inside loky)."""
     sweep = run_sweep(tmp_path, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                                  "sampling.weights.synth_crowd=0.3,0.7", "sampling.normalize=true"], shared_cache_dir)
     parent, children = sweep_runs(sweep)
@@ -69,6 +70,23 @@ def test_parallel_joblib_jobs_share_one_new_sqlite_store(tmp_path, shared_cache_
         assert "val/mpjpe" in child.data.metrics
     # the tracker writes here only when the store failed
     assert not list(sweep.sweep_dir.glob("*/metrics_fallback.jsonl"))
+
+
+def test_a_sweep_where_every_job_failed_exits_1_with_a_summary(tmp_path, shared_cache_dir, store_template):
+    """Every job fails (a checkpoint that does not exist): the command must not exit 0, and it says which jobs
+    failed, why, and where their logs are. (The basic launcher: one process, so the test stays short; the summary
+    reads the job directories, the same under every launcher.)"""
+    missing = tmp_path / "no_such_checkpoint.pt"
+    sweep = run_sweep(tmp_path, [f"ckpt_path={missing}", "sampling.weights.synth_crowd=0.2,0.8",
+                                 "sampling.normalize=true"],
+                      shared_cache_dir, store_template, returncode=1)
+    assert f"sweep {sweep.sweep_dir}: 2 job(s), 0 finished, 2 failed" in sweep.stderr
+    for num in range(2):
+        assert f"log: {sweep.sweep_dir / str(num) / 'quickstart.log'}" in sweep.stderr
+    assert "no_such_checkpoint.pt" in sweep.stderr
+    parent, children = sweep_runs(sweep)
+    assert [child.info.status for child in children] == ["FAILED", "FAILED"]
+    assert parent.info.status == "FAILED"  # closed before the exit
 
 
 def test_optuna_simplex_trials_have_weights_summing_to_one(tmp_path, shared_cache_dir, store_template):
