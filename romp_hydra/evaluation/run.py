@@ -232,18 +232,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 def build_model(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, Any, Any]:
     """The network with the checkpoint's weights (eval / `bn_mode`), the predictor, the loading report."""
-    from romp_hydra.body.smpl import build_body_model
-    from romp_hydra.models import build as build_network
     from romp_hydra.models.checkpoint import load_network_weights
-    from romp_hydra.models.predictor import Predictor
+    from romp_hydra.models.model import build_model as build_model_path
 
     with open_dict(cfg):
         cfg.backbone.pretrained = None  # the checkpoint holds the whole network
-    body_model = build_body_model(
-        cfg.body_model.kind, cfg.body_model.model_dir, gender=cfg.body_model.gender, root_align=False
-    ).to(device)
-    predictor = Predictor(body_model, root_align=bool(cfg.body_model.root_align)).to(device)
-    net = build_network(cfg).to(device)
+    net, predictor, _ = build_model_path(cfg, device)
     report = load_network_weights(net, cfg.ckpt_path, strict=bool(cfg.ckpt_strict))
     log.info("weights: %s", report.summary())
     set_batchnorm_mode(net, str(cfg.bn_mode))
@@ -424,8 +418,10 @@ def target_run_id(cfg: DictConfig, info: CheckpointInfo) -> str | None:
         run_id = info.tracker_run_id
     from mlflow.exceptions import MlflowException
 
+    from romp_hydra.tracking.store import run_status
+
     try:
-        _mlflow_client(str(cfg.logger.tracking_uri)).get_run(str(run_id))
+        run_status(str(cfg.logger.tracking_uri), str(run_id))
     except MlflowException as err:
         raise ConfigError(
             "logger.run_id",
@@ -434,14 +430,6 @@ def target_run_id(cfg: DictConfig, info: CheckpointInfo) -> str | None:
             "copy the run id from the MLflow UI, and set logger.tracking_uri to the store that holds it",
         ) from err
     return str(run_id)
-
-
-def _mlflow_client(tracking_uri: str):
-    from mlflow.tracking import MlflowClient
-
-    from romp_hydra.tracking.mlflow_tracker import normalize_tracking_uri
-
-    return MlflowClient(tracking_uri=normalize_tracking_uri(tracking_uri))
 
 
 def log_to_tracker(
@@ -461,69 +449,17 @@ def log_to_tracker(
         return None
     params = tracked_params(dataset_name, protocol, str(cfg.ckpt_path))
     values = tracked_metrics(dataset_name, metrics, rows)
-    if target_run is not None:
-        log_into_existing_run(
-            str(cfg.logger.tracking_uri), target_run, dataset_name, params, values, files, step
-        )
-        return target_run
 
     from romp_hydra.tracking import build_tracker
 
     tracker = build_tracker(cfg)
     with tracker:
-        run_id = tracker.start(cfg, run_dir)
+        # Into an existing run (its status untouched; a param it holds with another value becomes the tag
+        # param_changed.<key>), or a run of its own.
+        run_id = tracker.attach(target_run, run_dir) if target_run is not None else tracker.start(cfg, run_dir)
         tracker.log_params(params)
         tracker.log_metrics(values, step=step)
         for path in files:
             tracker.log_artifact(path, f"eval/{dataset_name}")
         tracker.flush()
     return run_id
-
-
-def log_into_existing_run(
-    tracking_uri: str,
-    run_id: str,
-    dataset_name: str,
-    params: Mapping[str, str],
-    metrics: Mapping[str, float],
-    files: list[Path],
-    step: int,
-) -> None:
-    """Add evaluation results to an existing MLflow run (e.g. the training run) without touching its status.
-
-    MLflow params cannot change: a param the run already holds with another value (a second evaluation with a
-    different protocol) is recorded as the tag ``param_changed.<key>`` instead, as the training tracker does.
-    """
-    import time
-
-    from mlflow.entities import Metric, Param, RunTag
-
-    from romp_hydra.tracking.naming import (
-        MAX_METRICS_PER_BATCH,
-        MAX_PARAMS_PER_BATCH,
-        MAX_TAG_VALUE_LENGTH,
-        chunked,
-        sanitize_key,
-        truncate,
-    )
-
-    client = _mlflow_client(tracking_uri)
-    existing = client.get_run(run_id).data.params
-    new, changed = [], []
-    for key, value in params.items():
-        key, value = sanitize_key(key), truncate(str(value), MAX_TAG_VALUE_LENGTH)
-        if key not in existing:
-            new.append(Param(key, value))
-        elif existing[key] != value:
-            changed.append(RunTag(sanitize_key(f"param_changed.{key}"), value))
-    timestamp = int(time.time() * 1000)
-    entries = [Metric(sanitize_key(k), v, timestamp, step) for k, v in metrics.items()]
-    for chunk in chunked(new, MAX_PARAMS_PER_BATCH):
-        client.log_batch(run_id, params=chunk)
-    for chunk in chunked(changed, MAX_PARAMS_PER_BATCH):
-        client.log_batch(run_id, tags=chunk)
-    for chunk in chunked(entries, MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=chunk)
-    for path in files:
-        client.log_artifact(run_id, str(path), f"eval/{dataset_name}")
-    log.info("results logged into MLflow run %s (%d metrics)", run_id, len(entries))

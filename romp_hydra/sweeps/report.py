@@ -89,8 +89,8 @@ def resolve_target(target: str, tracking_uri: str | None = None) -> tuple[str, s
     $MLFLOW_TRACKING_URI, else the project's default store. A SQLite store that does not exist is an error
     (MLflow would silently create an empty one).
     """
-    from romp_hydra.tracking.callbacks import PARENT_RUN_ID_FILE
-    from romp_hydra.tracking.mlflow_tracker import normalize_tracking_uri, sqlite_path
+    from romp_hydra.tracking.run_info import PARENT_RUN_ID_FILE
+    from romp_hydra.tracking.store import normalize_tracking_uri, sqlite_path
 
     path = Path(target)
     if path.is_dir():

@@ -1,6 +1,7 @@
-"""The interface the training loop talks to, the do-nothing tracker, and the factory that picks one.
+"""The interface the training loop talks to, and the do-nothing tracker.
 
-Only rank 0 tracks: every other rank gets a `NullTracker`, so the loop can call the same methods everywhere.
+Only rank 0 tracks: every other rank gets a `NullTracker`, so the loop can call the same methods everywhere
+(`romp_hydra.tracking.factory.build_tracker` picks one).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class Tracker(Protocol):
         training runs in a process spawned from the Hydra job, where HydraConfig is not set.
         """
 
+    def attach(self, run_id: str, run_dir: str | Path) -> str | None:
+        """Log into the existing run `run_id` without changing its status (instead of `start`)."""
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log hyper-parameters (nested mappings are flattened to dotted keys)."""
 
@@ -55,7 +59,7 @@ class Tracker(Protocol):
         """Set run tags (mutable, unlike params)."""
 
     def flush(self) -> None:
-        """Block until everything logged so far has been written."""
+        """Block until everything logged so far has been written (to the store, or to the local fallback)."""
 
     def finish(self, status: str = "FINISHED") -> None:
         """Write what is pending and close the run as FINISHED, FAILED or KILLED. Idempotent."""
@@ -103,6 +107,9 @@ class NullTracker(FinishOnExit):
     ) -> str | None:
         return None
 
+    def attach(self, run_id: str, run_dir: str | Path) -> str | None:
+        return None
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         pass
 
@@ -123,25 +130,3 @@ class NullTracker(FinishOnExit):
 
     def finish(self, status: str = "FINISHED") -> None:
         check_status(status)
-
-
-def build_tracker(cfg: DictConfig, rank: int = 0) -> Tracker:
-    """The tracker `cfg.logger.kind` asks for on rank 0; a `NullTracker` on every other rank.
-
-    MLflow is imported only when it is used, so `logger=none` runs never pay for it.
-    """
-    if rank != 0:
-        return NullTracker()
-    logger_cfg = cfg.get("logger") if isinstance(cfg, (DictConfig, dict)) else None
-    kind = (logger_cfg or {}).get("kind", "none")
-    if kind == "none":
-        return NullTracker()
-    if kind == "mlflow":
-        from romp_hydra.tracking.mlflow_tracker import MLflowTracker
-
-        return MLflowTracker(
-            tracking_uri=logger_cfg.get("tracking_uri"),
-            experiment_name=logger_cfg.get("experiment_name") or "romp_hydra",
-            run_name=logger_cfg.get("run_name"),
-        )
-    raise ValueError(f"logger.kind={kind!r} is not a known tracker; use logger=mlflow or logger=none")

@@ -11,8 +11,9 @@ or from conf/hydra/default.yaml):
 
 `on_multirun_start` runs on the launching machine before any job: it creates the parent run with
 `MlflowClient.create_run` (no fluent "active run", which would leak into in-process jobs) and writes its id to
-`<hydra.sweep.dir>/mlflow_parent_run_id`. Jobs may run in other processes or on other hosts (joblib,
-submitit), so they find the parent through that file (`find_parent_run_id`), never through memory.
+`<hydra.sweep.dir>/mlflow_parent_run_id`, and what the jobs share and what they vary to
+`<hydra.sweep.dir>/mlflow_sweep.json`. Jobs may run in other processes or on other hosts (joblib, submitit), so
+they find the parent and their short names through those files (`run_info`), never through memory.
 MLflow is imported only when `logger.kind == mlflow`, so the callback costs nothing otherwise.
 """
 
@@ -21,75 +22,28 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
 import socket
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from romp_hydra.tracking.naming import MAX_TAG_VALUE_LENGTH, truncate
+from romp_hydra.tracking.naming import MAX_TAG_VALUE_LENGTH, override_keys, sweep_parent_name, truncate
+from romp_hydra.tracking.run_info import (
+    PARENT_RUN_ID_FILE,
+    PARENT_RUN_ID_TAG,
+    SWEEP_INFO_FILE,
+    git_commit,
+    write_atomically,
+)
 
 log = logging.getLogger(__name__)
 
-PARENT_RUN_ID_FILE = "mlflow_parent_run_id"
-PARENT_RUN_ID_TAG = "mlflow.parentRunId"  # the tag that makes the MLflow UI nest a run under its parent
 SWEEP_SUMMARY_FILE = "sweep_summary.json"
-
-
-def current_hydra_config() -> DictConfig | None:
-    """The `hydra` node of the running job, or None outside a Hydra app (tests, notebooks)."""
-    if not HydraConfig.initialized():
-        return None
-    return HydraConfig.get()
-
-
-def is_multirun(hydra_cfg: DictConfig | None) -> bool:
-    if hydra_cfg is None:
-        return False
-    mode = OmegaConf.select(hydra_cfg, "mode", default=None)
-    return getattr(mode, "name", str(mode)) == "MULTIRUN"
-
-
-def find_parent_run_id(hydra_cfg: DictConfig | None = None) -> str | None:
-    """The sweep's parent run id written by `MLflowSweepCallback.on_multirun_start`, or None.
-
-    `hydra_cfg` is the `hydra` node (default: the running job's). None in RUN mode, and in a sweep started
-    without the callback.
-    """
-    hydra_cfg = current_hydra_config() if hydra_cfg is None else hydra_cfg
-    if not is_multirun(hydra_cfg):
-        return None
-    sweep_dir = OmegaConf.select(hydra_cfg, "sweep.dir", default=None)
-    if not sweep_dir:
-        return None
-    path = Path(str(sweep_dir)) / PARENT_RUN_ID_FILE
-    try:
-        return path.read_text().strip() or None
-    except FileNotFoundError:
-        return None
-
-
-def sweep_job_tags(hydra_cfg: DictConfig | None = None) -> dict[str, str]:
-    """Tags that place a job in its sweep (parent run, job number, sweep dir); empty in RUN mode."""
-    hydra_cfg = current_hydra_config() if hydra_cfg is None else hydra_cfg
-    if not is_multirun(hydra_cfg):
-        return {}
-    # job.num is MISSING outside a launched job, hence select with a default.
-    tags = {
-        "sweep.dir": str(OmegaConf.select(hydra_cfg, "sweep.dir", default="")),
-        "sweep.job_num": str(OmegaConf.select(hydra_cfg, "job.num", default="")),
-    }
-    parent = find_parent_run_id(hydra_cfg)
-    if parent:
-        tags["sweep.parent_run_id"] = parent
-        tags[PARENT_RUN_ID_TAG] = parent
-    return {key: value for key, value in tags.items() if value}
 
 
 def _tracking_settings(config: DictConfig) -> dict[str, Any] | None:
@@ -143,35 +97,46 @@ class MLflowSweepCallback(Callback):
             )
 
     def _start_parent(self, config: DictConfig, settings: dict[str, Any]) -> None:
-        from romp_hydra.tracking.mlflow_tracker import git_commit, open_experiment
+        from romp_hydra.tracking.store import open_experiment
 
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         client, experiment_id = open_experiment(settings["tracking_uri"], settings["experiment_name"])
         task_name = str(OmegaConf.select(config, "task_name", default="sweep"))
         overrides = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []]
-        sweep_params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
+        fixed, swept = split_sweep_overrides(overrides)
+        sweep_params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+        swept += [
+            key for key in override_keys(f"{k}={v}" for k, v in sweep_params.items()) if key not in swept
+        ]
         root_dir = OmegaConf.select(config, "paths.root_dir", default=None)
+        sweeper = _target_name(config, "hydra.sweeper")
         tags = {
             "task_name": task_name,
             "sweep.dir": str(sweep_dir),
-            "sweep.sweeper": _target_name(config, "hydra.sweeper"),
+            "sweep.sweeper": sweeper,
             "sweep.launcher": _target_name(config, "hydra.launcher"),
             "sweep.overrides": " ".join(overrides),
+            "sweep.swept_keys": ",".join(swept),
             "sweep.is_parent": "true",
             "host": socket.gethostname(),
             "git.commit": git_commit(root_dir),
         }
         if sweep_params:
             tags["sweep.params"] = " ".join(f"{k}={v}" for k, v in sweep_params.items())
+        # A sweeper that draws its own values (Optuna's custom search space) sweeps keys no override names.
+        name = sweep_parent_name(task_name, swept) if swept else f"{task_name}-sweep-{sweeper.split('.')[-1]}"
+        write_atomically(
+            sweep_dir / SWEEP_INFO_FILE, json.dumps({"fixed_overrides": fixed, "swept_keys": swept}, indent=2)
+        )
         run = client.create_run(
             experiment_id,
-            run_name=f"{task_name}-sweep-{sweep_dir.name}",
+            run_name=name,
             tags={key: truncate(value, MAX_TAG_VALUE_LENGTH) for key, value in tags.items()},
         )
         self._client, self._experiment_id = client, experiment_id
         self._parent_run_id, self._sweep_dir = run.info.run_id, sweep_dir
-        _write_atomically(sweep_dir / PARENT_RUN_ID_FILE, self._parent_run_id)
+        write_atomically(sweep_dir / PARENT_RUN_ID_FILE, self._parent_run_id)
         # A failing job makes Hydra's basic sweeper raise before on_multirun_end: close the parent anyway.
         atexit.register(self._close_at_exit)
         log.info("MLflow parent run %s for sweep %s", self._parent_run_id, sweep_dir)
@@ -184,7 +149,7 @@ class MLflowSweepCallback(Callback):
         output_dir = OmegaConf.select(config, "hydra.runtime.output_dir", default=None)
         if settings is None or not output_dir:
             return
-        from romp_hydra.tracking.mlflow_tracker import mark_run_failed, read_run_id
+        from romp_hydra.tracking.store import mark_run_failed, read_run_id
 
         run_id = read_run_id(output_dir)
         if run_id is None:
@@ -280,9 +245,12 @@ def _child_runs(client, experiment_id: str | None, parent_id: str) -> list[dict[
             return children
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Readers in other processes see the whole file or none of it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+def split_sweep_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """The sweep command's overrides every job shares, and the keys of those it sweeps (`a=1,2`, `range()`)."""
+    fixed, swept = [], []
+    for text, parsed in zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True):
+        if parsed.is_sweep_override():
+            swept.append(parsed.key_or_group)
+        else:
+            fixed.append(text)
+    return fixed, swept

@@ -160,6 +160,11 @@ def key_overrides(overrides: Iterable[str]) -> list[tuple[str, str]]:
     return sorted(pairs.items())
 
 
+def override_keys(overrides: Iterable[str]) -> list[str]:
+    """The keys of `key_overrides(overrides)`, in order."""
+    return [key for key, _ in key_overrides(overrides)]
+
+
 def build_run_name(
     task_name: str, overrides: Iterable[str] = (), max_length: int = MAX_RUN_NAME_LENGTH
 ) -> str:
@@ -170,15 +175,42 @@ def build_run_name(
     override sets still get distinct names. Never random: seeding the RNGs makes MLflow's generated names
     collide across runs (lightning-hydra-template #613).
     """
-    pairs = key_overrides(overrides)
+    label = override_label(key_overrides(overrides))
+    return _clip_name(task_name if not label else f"{task_name}-{label}", max_length)
+
+
+def override_label(pairs: Sequence[tuple[str, str]]) -> str:
+    """`key=value` pairs joined by commas, each key cut to its shortest unique dotted suffix."""
     short_keys = _shortest_unique_suffixes([key for key, _ in pairs])
-    parts = [f"{short}={value}" for short, (_, value) in zip(short_keys, pairs, strict=True)]
-    name = task_name if not parts else f"{task_name}-{','.join(parts)}"
+    return ",".join(f"{short}={value}" for short, (_, value) in zip(short_keys, pairs, strict=True))
+
+
+def _clip_name(name: str, max_length: int) -> str:
     name = _INVALID_RUN_NAME_CHARS.sub("_", name).strip("_") or "run"
     if len(name) <= max_length:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
     return f"{name[: max_length - 9]}-{digest}"
+
+
+def sweep_job_name(
+    job_overrides: Iterable[str], fixed_overrides: Iterable[str], max_length: int = MAX_RUN_NAME_LENGTH
+) -> str | None:
+    """A sweep job's name: only the overrides that differ between the jobs (`synth_crowd=0.5`), keys cut to
+    their shortest unique suffix. `fixed_overrides` are the sweep's command-line overrides that every job
+    shares. None when nothing differs (the caller falls back to `build_run_name`)."""
+    fixed = set(key_overrides(fixed_overrides))
+    differing = [(key, value) for key, value in key_overrides(job_overrides) if (key, value) not in fixed]
+    return _clip_name(override_label(differing), max_length) if differing else None
+
+
+def sweep_parent_name(
+    task_name: str, swept_keys: Sequence[str], max_length: int = MAX_RUN_NAME_LENGTH
+) -> str:
+    """The parent run's name: the task and the keys the sweep varies (`quickstart-sweep-synth_crowd`)."""
+    keys = sorted(set(swept_keys))
+    short = ",".join(_shortest_unique_suffixes(keys))
+    return _clip_name(f"{task_name}-sweep-{short}" if short else f"{task_name}-sweep", max_length)
 
 
 def _shortest_unique_suffixes(keys: Sequence[str]) -> list[str]:

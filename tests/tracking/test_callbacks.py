@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from romp_hydra.tracking import MLflowSweepCallback, find_parent_run_id
-from romp_hydra.tracking.callbacks import PARENT_RUN_ID_FILE
+from romp_hydra.tracking.run_info import PARENT_RUN_ID_FILE
 from romp_hydra.tracking.mlflow_tracker import MLflowTracker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -84,15 +84,17 @@ def test_parent_run_with_two_nested_children(tiny_cfg, tracking_uri, tmp_path, h
     client = MlflowClient(tracking_uri)
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED"  # one job succeeded
-    assert parent.info.run_name == "train-sweep-multirun"
+    assert parent.info.run_name == "train-sweep-coco"  # the task and the swept key
+    assert parent.data.tags["sweep.swept_keys"] == "sampling.weights.coco"
     assert parent.data.tags["sweep.params"] == "sampling.weights.coco=0.2,0.5"
     assert parent.data.tags["sweep.launcher"].endswith("BasicLauncher")
     assert parent.data.tags["sweep.num_jobs"] == "2"
     children = {run_id: client.get_run(run_id) for run_id in (finished, crashed)}
     for child in children.values():
         assert child.data.tags["mlflow.parentRunId"] == parent_id
-    assert children[finished].info.run_name == "train-job0-coco=0.2"  # job number first: distinct, ordered
-    assert children[crashed].info.run_name == "train-job1-coco=0.5"
+    assert children[finished].info.run_name == "coco=0.2"  # only what differs between the jobs
+    assert children[crashed].info.run_name == "coco=0.5"
+    assert children[crashed].data.tags["hydra.overrides"] == "sampling.weights.coco=0.5"  # the full list
     assert children[finished].data.tags["sweep.job_num"] == "0"
     assert children[crashed].info.status == "FAILED"
     assert children[crashed].data.tags["error"] == "RuntimeError: CUDA OOM"
@@ -192,10 +194,11 @@ def test_real_hydra_multirun_nests_jobs_and_closes_the_parent(tmp_path, tracking
     parent = next(run for run in runs if run.data.tags.get("sweep.is_parent") == "true")
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert [child.info.run_name for child in children] == [
-        "toy-job0-weight=0.2",
-        "toy-job1-weight=0.3",
-        "toy-job2-weight=0.5",
+        "weight=0.2",
+        "weight=0.3",
+        "weight=0.5",
     ]
+    assert parent.info.run_name == "toy-sweep-weight"
     assert [child.info.status for child in children] == ["FINISHED", "FINISHED", "FAILED"]
     assert [child.data.metrics["objective"] for child in children] == [2.0, 3.0, 5.0]
     assert parent.info.status == "FAILED"
