@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import shutil
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,24 +177,23 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return box[0]
 
 
-def agree_on_run_dir(own_dir: Path, info: DistInfo) -> Path:
+def agree_on_run_dir(hydra_dir: Path, run_dir: Path, info: DistInfo) -> Path:
     """Rank 0's run directory on every rank.
 
-    Every rank composes the config and Hydra gives each its own timestamped directory; only rank 0's is used.
-    Another rank's directory is removed when it holds nothing but what Hydra wrote (its config copy and log).
+    Every rank composes the config, and Hydra gives each its own timestamped directory (`hydra_dir`); only rank 0's
+    run directory is used. Another rank's Hydra directory is removed when it holds nothing but what Hydra wrote
+    (its config copy and log), and that rank stops logging into it.
     """
-    run_dir = Path(broadcast_object(str(own_dir), info))
-    if info.enabled and not info.is_main and own_dir.resolve() != run_dir.resolve() and own_dir.is_dir():
-        for handler in list(logging.getLogger().handlers):
-            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == own_dir:
-                logging.getLogger().removeHandler(handler)
+    agreed = Path(broadcast_object(str(run_dir), info))
+    if info.enabled and not info.is_main and hydra_dir.is_dir() and hydra_dir.resolve() != agreed.resolve():
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == hydra_dir:
+                root.removeHandler(handler)
                 handler.close()
-        entries = list(own_dir.iterdir())
-        if all(entry.name == ".hydra" or entry.suffix == ".log" for entry in entries):
-            import shutil
-
-            shutil.rmtree(own_dir, ignore_errors=True)
-    return run_dir
+        if all(entry.name == ".hydra" or entry.suffix == ".log" for entry in hydra_dir.iterdir()):
+            shutil.rmtree(hydra_dir, ignore_errors=True)
+    return agreed
 
 
 def barrier(info: DistInfo) -> None:
@@ -201,12 +201,26 @@ def barrier(info: DistInfo) -> None:
         dist.barrier(group=info.control_group)
 
 
+def _group_for(value: torch.Tensor, info: DistInfo):
+    """CPU tensors go over the Gloo control group (NCCL only reduces CUDA tensors)."""
+    return info.control_group if value.device.type == "cpu" else None
+
+
 def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if not info.enabled:
         return value
     value = value.detach().clone()
-    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    dist.all_reduce(value, op=dist.ReduceOp.SUM, group=_group_for(value, info))
     return value / info.world_size
+
+
+def all_ranks_true(flag: bool, info: DistInfo) -> bool:
+    """True on every rank if `flag` is true on every rank (e.g. "this step's loss is finite")."""
+    if not info.enabled:
+        return flag
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN, group=info.control_group)
+    return bool(value.item())
 
 
 class StopVote:
@@ -285,8 +299,8 @@ def fail_together(info: DistInfo) -> Iterator[None]:
         if store is not None:
             try:
                 store.compare_set(FAILURE_KEY, "", message)
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as store_err:  # noqa: BLE001  (the store's host may be gone)
+                log.debug("could not leave the failure message in the store: %s", store_err)
         _record_for_torchrun(err)
         log.error("rank %d of %d failed; the other ranks stop at their next collective:\n%s", info.rank,
                   info.world_size, "".join(traceback.format_exception(err)))
@@ -301,5 +315,5 @@ def _record_for_torchrun(err: BaseException) -> None:
         from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
         ErrorHandler().record_exception(err)
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as record_err:  # noqa: BLE001
+        log.debug("could not write torchrun's error file: %s", record_err)

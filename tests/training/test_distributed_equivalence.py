@@ -73,7 +73,7 @@ def freeze_batchnorm(net: nn.Module) -> nn.Module:
 
 def train_with_frozen_batchnorm(cfg) -> dict[str, torch.Tensor]:
     """Train `cfg` with frozen BatchNorm; returns the network's initial weights."""
-    import romp_hydra.training.run as run
+    from romp_hydra.training import run
 
     build = run.build_model
     initial = {}
@@ -103,7 +103,7 @@ def _rank(rank: int, port: int, cfg, errors) -> None:
 
         HydraConfig.instance().set_config(cfg)
         train_with_frozen_batchnorm(cfg)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         errors.put(f"rank {rank}: {traceback.format_exc()}")
         raise
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import queue
 import socket
 import time
 import traceback
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -51,7 +53,7 @@ def run_ranks(target, env: dict, world_size: int = 2, timeout_s: float = 60.0):
     while len(out) < world_size and time.monotonic() < deadline:
         try:
             rank, status, *value = results.get(timeout=0.5)
-        except Exception:  # noqa: BLE001  (queue.Empty)
+        except queue.Empty:
             continue
         if status == "report":
             reports[rank][value[0][0]] = value[0][1]
@@ -80,6 +82,12 @@ def _slurm_rank(rank: int, report):
     report("init", (info.rank, info.world_size, info.local_rank, info.launcher, float(value),
                     os.environ["MASTER_ADDR"], sync_bn_on_cpu))
 
+    # Hydra gave each rank its own directory; all adopt rank 0's, and rank 1's leftover is removed.
+    own = Path(os.environ["TEST_TMP"]) / f"hydra_rank{rank}"
+    (own / ".hydra").mkdir(parents=True)
+    (own / "quickstart.log").write_text("")
+    report("run_dir", (str(D.agree_on_run_dir(own, own, info)), own.exists()))
+
     vote = D.StopVote(info)
     report("votes", [vote.vote(local_stop=(rank == 1 and step >= 3)) for step in range(6)])
     vote.finish()
@@ -93,16 +101,17 @@ def _slurm_rank(rank: int, report):
     return "rank 0 should not get here"
 
 
-def test_two_slurm_tasks_join_stop_together_and_fail_together():
+def test_two_slurm_tasks_join_stop_together_and_fail_together(tmp_path):
     # What `srun` and submitit's sbatch script give each of 2 tasks on one node (no torchrun variables).
     env = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_JOB_NUM_NODES": "1",
            "SLURM_NODEID": "0", "SLURM_JOB_NODELIST": "localhost", "SLURM_PROCID": "{rank}", "SLURM_LOCALID": "{rank}",
-           "MASTER_PORT": str(free_port())}
+           "MASTER_PORT": str(free_port()), "TEST_TMP": str(tmp_path)}
     out, reports = run_ranks(_slurm_rank, env, timeout_s=50)
     for rank in range(2):
         assert reports[rank]["init"] == (rank, 2, rank, "submitit", 3.0, "localhost", True)
         # Rank 1 asks to stop at step 3; both learn it at step 4 (the vote completes during the next step).
         assert reports[rank]["votes"] == [False, False, False, False, True, True]
+        assert reports[rank]["run_dir"] == (str(tmp_path / "hydra_rank0"), rank == 0)
     assert out[1][0] == "ValueError"
     assert out[0][0] == "PeerFailed"
     assert "rank 1: ValueError: bad annotation in shard 1" in out[0][1]
