@@ -2,6 +2,9 @@
 
 All centres are normalised ``(x, y)`` in [-1, 1] over the square input (ROMP keeps (y, x); we do not).
 A centre maps to the heatmap cell ``(int((x + 1) / 2 * C), int((y + 1) / 2 * C))`` (column, row).
+
+Every function takes all persons of an image at once (leading axis N) and works on whole arrays: the
+pipeline calls them once per sample, not once per person.
 """
 
 from __future__ import annotations
@@ -16,129 +19,148 @@ from romp_hydra.data.augment import apply_affine
 # Box persons: ROMP places the centre this far down from the box top (full box / visible box, HEAD).
 FULL_BOX_TOP_WEIGHT = 0.7
 VISIBLE_BOX_TOP_WEIGHT = 0.6
+_TORSO = np.zeros(54, dtype=bool)
+_TORSO[list(TORSO_JOINTS)] = True
 
 
 def visible_joints(kp2d: np.ndarray) -> np.ndarray:
-    """(J,) bool: joints of a normalised (J, 2) pose that are present (both coordinates > -1)."""
+    """(..., J) bool: joints of normalised (..., J, 2) poses that are present (both coordinates > -1)."""
     return np.all(kp2d > -1.0, axis=-1)
 
 
-def pose_center(kp2d: np.ndarray) -> np.ndarray | None:
-    """Centre of a pose person: mean of its visible torso joints, else of all its visible joints.
+def pose_centers(kp2d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of pose persons: mean of each one's visible torso joints, else of all its visible joints.
 
     Args:
-        kp2d: (54, 2) normalised keypoints, -2 where missing.
+        kp2d: (N, 54, 2) normalised keypoints, -2 where missing.
 
     Returns:
-        (2,) normalised (x, y), or None when no joint is visible (ROMP drops such persons).
+        ``(centers, found)``: (N, 2) normalised (x, y) in the dtype of ``kp2d`` and (N,) bool, False for a
+        person without a visible joint (ROMP drops such persons; its centre row is meaningless).
     """
+    kp2d = np.asarray(kp2d).reshape(-1, 54, 2)
     visible = visible_joints(kp2d)
-    torso = np.zeros_like(visible)
-    torso[list(TORSO_JOINTS)] = True
-    for subset in (visible & torso, visible):
-        if subset.any():
-            return kp2d[subset].mean(axis=0)
-    return None
+    torso = visible & _TORSO
+    used = np.where(torso.any(axis=1, keepdims=True), torso, visible)
+    count = used.sum(axis=1)
+    total = np.where(used[..., None], kp2d, 0).sum(axis=1)
+    centers = total / np.maximum(count, 1)[:, None].astype(kp2d.dtype)
+    return centers.astype(kp2d.dtype, copy=False), count > 0
 
 
-def pose_box_hw(kp2d: np.ndarray) -> np.ndarray:
-    """(h, w) of the bounding box of a pose's visible joints, in normalised units (at most 2)."""
-    points = kp2d[visible_joints(kp2d)]
-    if len(points) == 0:
-        return np.zeros(2)
-    extent = points.max(axis=0) - points.min(axis=0)
-    return extent[::-1].copy()
+def pose_boxes_hw(kp2d: np.ndarray) -> np.ndarray:
+    """(N, 2) (h, w) of the bounding boxes of each pose's visible joints, normalised (at most 2); 0 if none."""
+    kp2d = np.asarray(kp2d).reshape(-1, 54, 2)
+    visible = visible_joints(kp2d)[..., None]
+    low = np.where(visible, kp2d, np.inf).min(axis=1)
+    high = np.where(visible, kp2d, -np.inf).max(axis=1)
+    extent = np.where(visible.any(axis=1), high - low, 0.0)
+    return extent[:, ::-1].copy()
 
 
-def _box_corners(left_top: np.ndarray, right_bottom: np.ndarray) -> np.ndarray:
-    (x0, y0), (x1, y1) = left_top, right_bottom
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+def _corners(left_top: np.ndarray, right_bottom: np.ndarray) -> np.ndarray:
+    """(N, 4, 2) corners (lt, rt, rb, lb) of the boxes ``left_top`` (N, 2) - ``right_bottom`` (N, 2)."""
+    x0, y0, x1, y1 = left_top[:, 0], left_top[:, 1], right_bottom[:, 0], right_bottom[:, 1]
+    return np.stack([x0, y0, x1, y0, x1, y1, x0, y1], axis=-1).reshape(-1, 4, 2)
 
 
-def box_person_center(box: np.ndarray, affine: np.ndarray, input_size: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Centre and (h, w) of a box-only person in the network input (ROMP's ``parse_bboxes``).
+def box_person_centers(
+    boxes: np.ndarray, affine: np.ndarray, input_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres and (h, w) of box-only persons in the network input (ROMP's ``parse_bboxes``).
 
     Args:
-        box: (4, 2) ``[full_lt, full_rb, visible_lt, visible_rb]`` in original pixels.
+        boxes: (N, 4, 2) ``[full_lt, full_rb, visible_lt, visible_rb]`` in original pixels.
         affine: (2, 3) original -> input pixel map.
         input_size: side S of the input.
+
+    Returns:
+        ``(centers, hw, found)``: (N, 2) normalised centres, (N, 2) normalised box sizes and (N,) bool.
 
     The anchor ``(mid-x, w_top * top + (1 - w_top) * bottom)`` is placed in the original image and then
     mapped through ``affine``, so rotation and flip move it with the body; ``hw`` is the extent of the
     mapped box corners. ROMP flips the corners without re-ordering them (negative widths) and ignores
     rotation; mapping the points avoids both. The full box is used when the visible box is taller than
     wide and the full-box centre lies inside the image, else the visible box when its centre lies
-    inside, else the person is dropped (returns None).
+    inside, else the person is dropped (``found`` False).
     """
-    box = np.asarray(box, dtype=np.float64)
-    candidates = []
-    visible_w, visible_h = box[3] - box[2]
-    if visible_h > visible_w:
-        candidates.append((box[0], box[1], FULL_BOX_TOP_WEIGHT))
-    candidates.append((box[2], box[3], VISIBLE_BOX_TOP_WEIGHT))
-    for left_top, right_bottom, top_weight in candidates:
-        anchor = np.array([
-            (left_top[0] + right_bottom[0]) / 2.0,
-            top_weight * left_top[1] + (1.0 - top_weight) * right_bottom[1],
-        ])
-        center = apply_affine(anchor, affine) * (2.0 / input_size) - 1.0
-        if np.all(np.abs(center) < 1.0):
-            corners = apply_affine(_box_corners(left_top, right_bottom), affine) * (2.0 / input_size)
-            extent = corners.max(axis=0) - corners.min(axis=0)
-            return center, extent[::-1].copy()
-    return None
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4, 2)
+    scale = 2.0 / input_size
+
+    def candidate(left_top: np.ndarray, right_bottom: np.ndarray, top_weight: float):
+        anchor = np.stack([(left_top[:, 0] + right_bottom[:, 0]) / 2.0,
+                           top_weight * left_top[:, 1] + (1.0 - top_weight) * right_bottom[:, 1]], axis=-1)
+        center = apply_affine(anchor, affine) * scale - 1.0
+        corners = apply_affine(_corners(left_top, right_bottom), affine) * scale
+        extent = corners.max(axis=1) - corners.min(axis=1)
+        return center, extent[:, ::-1], np.all(np.abs(center) < 1.0, axis=-1)
+
+    full_center, full_hw, full_inside = candidate(boxes[:, 0], boxes[:, 1], FULL_BOX_TOP_WEIGHT)
+    visible_center, visible_hw, visible_inside = candidate(boxes[:, 2], boxes[:, 3], VISIBLE_BOX_TOP_WEIGHT)
+    visible_w, visible_h = (boxes[:, 3] - boxes[:, 2]).T
+    use_full = (visible_h > visible_w) & full_inside
+    centers = np.where(use_full[:, None], full_center, visible_center)
+    hw = np.where(use_full[:, None], full_hw, visible_hw)
+    return centers, hw, use_full | visible_inside
 
 
-def center_radius(hw: np.ndarray, map_size: int) -> int:
-    """Gaussian radius in cells for a person whose box is ``hw`` (normalised): ``int(||hw/2|| * C/16 + C/32)``.
+def center_radii(hw: np.ndarray, map_size: int) -> np.ndarray:
+    """(N,) Gaussian radii in cells for boxes ``hw`` (N, 2) (normalised): ``int(||hw/2|| * C/16 + C/32)``.
 
     For C = 64 this is ``int(4 * ||hw/2|| + 2)``, between 2 and 7.
     """
-    scale = float(np.linalg.norm(np.asarray(hw, dtype=np.float64) / 2.0))
-    return int(scale * map_size / 16.0 + map_size / 32.0)
+    scale = np.linalg.norm(np.asarray(hw, dtype=np.float64).reshape(-1, 2) / 2.0, axis=-1)
+    return (scale * map_size / 16.0 + map_size / 32.0).astype(np.int64)
+
+
+def _gaussian(squared_offset: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Gaussian of sigma = (2r+1)/6 at integer offsets, peak 1; values below eps set to 0 (as ROMP)."""
+    sigma = (2 * radius + 1) / 6.0
+    values = np.exp(-squared_offset / (2.0 * sigma**2))
+    values[values < np.finfo(values.dtype).eps] = 0.0
+    return values
 
 
 def gaussian_kernel(radius: int) -> np.ndarray:
-    """(2r+1, 2r+1) Gaussian with sigma = (2r+1)/6, peak 1; values below eps * peak set to 0 (as ROMP)."""
-    diameter = 2 * radius + 1
-    sigma = diameter / 6.0
+    """(2r+1, 2r+1) Gaussian with sigma = (2r+1)/6, peak 1 (the footprint one person adds to the heatmap)."""
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-(offsets[None, :] ** 2 + offsets[:, None] ** 2) / (2.0 * sigma**2))
-    kernel[kernel < np.finfo(kernel.dtype).eps * kernel.max()] = 0.0
-    return kernel
+    return _gaussian(offsets[None, :] ** 2 + offsets[:, None] ** 2, np.asarray(radius))
 
 
-def center_to_cell(center: np.ndarray, map_size: int) -> tuple[int, int]:
-    """Map cell (column, row) of a normalised centre: ``int((c + 1) / 2 * C)``; may fall outside the map."""
-    col, row = np.floor((np.asarray(center, dtype=np.float64) + 1.0) / 2.0 * map_size).astype(int)
-    return int(col), int(row)
+def center_to_cell(center: np.ndarray, map_size: int) -> np.ndarray:
+    """Map cells (..., 2) ``(column, row)`` of normalised centres: ``int((c + 1) / 2 * C)``; may fall outside."""
+    return np.floor((np.asarray(center, dtype=np.float64) + 1.0) / 2.0 * map_size).astype(np.int64)
 
 
-def draw_centermap(centers: np.ndarray, radii: Sequence[int], map_size: int) -> np.ndarray:
+def draw_centermap(centers: np.ndarray, radii: Sequence[int] | np.ndarray, map_size: int) -> np.ndarray:
     """Render the (1, C, C) float32 centre heatmap.
 
-    Each person adds a Gaussian of its own radius, merged with element-wise max; the centre cell is then
-    set to exactly 1 (the positives of the focal loss). Centres outside the map are skipped.
+    Each person adds a Gaussian of its own radius (``(2r+1)^2`` cells around its cell), merged with
+    element-wise max; the centre cells are then set to exactly 1 (the positives of the focal loss).
+    Centres outside the map are skipped.
     """
     heatmap = np.zeros((map_size, map_size), dtype=np.float32)
-    peaks = []
-    for center, radius in zip(np.asarray(centers).reshape(-1, 2), radii):
-        col, row = center_to_cell(center, map_size)
-        if not (0 <= col < map_size and 0 <= row < map_size):
-            continue
-        kernel = gaussian_kernel(int(radius))
-        left, right = min(col, radius), min(map_size - col, radius + 1)
-        top, bottom = min(row, radius), min(map_size - row, radius + 1)
-        patch = heatmap[row - top:row + bottom, col - left:col + right]
-        np.maximum(patch, kernel[radius - top:radius + bottom, radius - left:radius + right], out=patch)
-        peaks.append((row, col))
-    for row, col in peaks:
-        heatmap[row, col] = 1.0
+    cells = center_to_cell(np.asarray(centers).reshape(-1, 2), map_size)
+    radii = np.asarray(radii, dtype=np.int64).reshape(-1)
+    on_map = np.all((cells >= 0) & (cells < map_size), axis=-1)
+    cells, radii = cells[on_map], radii[on_map]
+    if len(cells) == 0:
+        return heatmap[None]
+    reach = int(radii.max())
+    offsets = np.arange(-reach, reach + 1)
+    dx, dy = offsets[None, None, :], offsets[None, :, None]  # (1, 1, 2R+1) columns, (1, 2R+1, 1) rows
+    radius = radii[:, None, None]
+    values = _gaussian((dx**2 + dy**2).astype(np.float64), radius)  # (K, 2R+1, 2R+1)
+    cols, rows = np.broadcast_arrays(cells[:, 0, None, None] + dx, cells[:, 1, None, None] + dy)
+    keep = ((np.abs(dx) <= radius) & (np.abs(dy) <= radius) & (values > 0.0)
+            & (cols >= 0) & (cols < map_size) & (rows >= 0) & (rows < map_size))
+    np.maximum.at(heatmap, (rows[keep], cols[keep]), values[keep].astype(np.float32))
+    heatmap[cells[:, 1], cells[:, 0]] = 1.0
     return heatmap[None]
 
 
 def collision_aware_push(
-    centers: np.ndarray, radii: Sequence[int], map_size: int, factor: float,
+    centers: np.ndarray, radii: Sequence[int] | np.ndarray, map_size: int, factor: float,
 ) -> np.ndarray:
     """ROMP's collision-aware representation (CAR): push apart centres whose Gaussians collide.
 
@@ -153,7 +175,8 @@ def collision_aware_push(
       true), so which pairs got pushed depended on the order of the persons;
     * all pushes are computed from the un-pushed centres and then summed, so the result does not depend on
       the person order either;
-    * coincident centres are pushed apart along x (ROMP's +1e-4 gives the diagonal).
+    * coincident centres are pushed apart along x (ROMP's +1e-4 gives the diagonal): the earlier person
+      to -x, the later to +x.
 
     Args:
         centers: (K, 2) normalised pose-person centres.
@@ -165,16 +188,15 @@ def collision_aware_push(
         (K, 2) pushed centres (not clipped).
     """
     centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
-    pushed = centers.copy()
-    for i in range(len(centers)):
-        for j in range(i + 1, len(centers)):
-            delta = centers[j] - centers[i]
-            dist = float(np.linalg.norm(delta))
-            least = (radii[i] + radii[j] + 1) / map_size * 2.0
-            if dist >= least:
-                continue
-            direction = delta / dist if dist > 1e-9 else np.array([1.0, 0.0])
-            shift = (least - dist) * factor * direction
-            pushed[i] -= shift / 2.0
-            pushed[j] += shift / 2.0
-    return pushed
+    radii = np.asarray(radii, dtype=np.float64).reshape(-1)
+    count = len(centers)
+    delta = centers[None, :, :] - centers[:, None, :]  # [i, j] = c_j - c_i
+    dist = np.linalg.norm(delta, axis=-1)
+    least = (radii[:, None] + radii[None, :] + 1.0) / map_size * 2.0
+    colliding = (dist < least) & ~np.eye(count, dtype=bool)
+    coincident = dist <= 1e-9
+    order = np.arange(count)
+    along_x = np.stack([np.sign(order[None, :] - order[:, None]).astype(np.float64), np.zeros((count, count))], -1)
+    direction = np.where(coincident[..., None], along_x, delta / np.where(coincident, 1.0, dist)[..., None])
+    shift = np.where(colliding, (least - dist) * factor, 0.0)[..., None] * direction  # [i, j]: i -> j
+    return centers - shift.sum(axis=1) / 2.0

@@ -8,25 +8,35 @@ import pytest
 from romp_hydra.body.joint_sets import JOINT54
 from romp_hydra.data.augment import build_affine
 from romp_hydra.data.centermap import (
-    box_person_center,
-    center_radius,
+    box_person_centers,
+    center_radii,
     center_to_cell,
     collision_aware_push,
     draw_centermap,
     gaussian_kernel,
-    pose_box_hw,
-    pose_center,
+    pose_boxes_hw,
+    pose_centers,
 )
+
+
+def pose_center(kp):
+    centers, found = pose_centers(kp[None])
+    return centers[0] if found[0] else None
+
+
+def box_person_center(box, affine, size):
+    centers, hw, found = box_person_centers(box[None], affine, size)
+    return (centers[0], hw[0]) if found[0] else None
 
 
 @pytest.mark.parametrize("hw,expected", [((0.0, 0.0), 2), ((0.5, 0.25), 3), ((1.0, 1.0), 4), ((2.0, 2.0), 7)])
 def test_radius_formula_for_c64(hw, expected):
     # int(||hw/2|| * 64/16 + 64/32): (1, 1) -> 0.707 * 4 + 2 = 4.83 -> 4; (2, 2) -> 1.414 * 4 + 2 = 7.66 -> 7.
-    assert center_radius(np.array(hw), 64) == expected
+    assert center_radii(np.array([hw]), 64).tolist() == [expected]
 
 
 def test_radius_grows_with_person_size():
-    radii = [center_radius(np.array([h, h / 2]), 64) for h in (0.1, 0.6, 1.2, 1.9)]
+    radii = center_radii(np.array([[h, h / 2] for h in (0.1, 0.6, 1.2, 1.9)]), 64).tolist()
     assert radii == sorted(radii) and radii[0] < radii[-1]
 
 
@@ -40,9 +50,9 @@ def test_gaussian_kernel_shape_peak_and_sigma():
 
 
 def test_center_to_cell():
-    assert center_to_cell(np.array([0.0, 0.0]), 64) == (32, 32)
-    assert center_to_cell(np.array([-1.0, 0.99]), 64) == (0, 63)
-    assert center_to_cell(np.array([-0.5, 0.25]), 8) == (2, 5)
+    assert center_to_cell(np.array([0.0, 0.0]), 64).tolist() == [32, 32]
+    assert center_to_cell(np.array([-1.0, 0.99]), 64).tolist() == [0, 63]
+    np.testing.assert_array_equal(center_to_cell(np.array([[-0.5, 0.25], [1.0, -1.01]]), 8), [[2, 5], [8, -1]])
 
 
 def test_heatmap_peak_is_exactly_one_at_the_centre():
@@ -91,10 +101,10 @@ def test_pose_center_uses_torso_then_all_visible():
     assert pose_center(np.full((54, 2), -2.0)) is None
 
 
-def test_pose_box_hw():
+def test_pose_boxes_hw_of_visible_joints_zero_without_any():
     kp = np.full((54, 2), -2.0)
     kp[0], kp[5], kp[9] = (-0.5, -0.2), (0.1, 0.6), (0.0, 0.0)
-    np.testing.assert_allclose(pose_box_hw(kp), [0.8, 0.6])  # (h, w)
+    np.testing.assert_allclose(pose_boxes_hw(np.stack([kp, np.full((54, 2), -2.0)])), [[0.8, 0.6], [0.0, 0.0]])
 
 
 def test_box_person_center_full_then_visible_box():

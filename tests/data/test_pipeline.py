@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from romp_hydra.body.joint_sets import FLIP54, JOINT54
 from romp_hydra import batch as masks
+from romp_hydra.body.joint_sets import FLIP54, JOINT54
 from romp_hydra.data.augment import AugmentParams
 from romp_hydra.data.centermap import center_to_cell
 from romp_hydra.data.collate import collate_samples

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from scipy.io import savemat
 
-from romp_hydra.body.joint_sets import JOINT54, resolve_joint_set
 from romp_hydra import batch as masks
+from romp_hydra.body.joint_sets import JOINT54, resolve_joint_set
 from romp_hydra.data.loader import CollateWithSkips, MixtureDataset
 from romp_hydra.data.pipeline import SamplePipeline
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from romp_hydra.body.joint_sets import JOINT54
 from romp_hydra import batch as masks
+from romp_hydra.body.joint_sets import JOINT54
 from romp_hydra.data.base import DatasetNotFoundError
 from romp_hydra.data.sources.crowdhuman import CrowdHuman
 from romp_hydra.data.sources.crowdpose import CrowdPose
