@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from romp_hydra.config import ConfigError, exit_with_config_error, validate_config
 from romp_hydra import batch as masks
+from romp_hydra.config import ConfigError, exit_with_config_error, validate_config
 from romp_hydra.data.base import DatasetNotFoundError
 from romp_hydra.data.loader import (
     BadDataError,

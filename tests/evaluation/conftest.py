@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from romp_hydra import batch as masks
 from romp_hydra.body.smpl import BodyModel
 from romp_hydra.body.standin import standin_is_complete, write_standin
-from romp_hydra import batch as masks
 from romp_hydra.geometry.rotations import axis_angle_to_rotmat, rotmat_to_rot6d
 from romp_hydra.models.predictor import Predictor
 from romp_hydra.models.romp import PARAMS_DIM
