@@ -199,8 +199,9 @@ def sweep_job_name(
     """A sweep job's name: only the overrides that differ between the jobs (`synth_crowd=0.5`), keys cut to
     their shortest unique suffix. `fixed_overrides` are the sweep's command-line overrides that every job
     shares. None when nothing differs (the caller falls back to `build_run_name`)."""
-    fixed = set(key_overrides(fixed_overrides))
-    differing = [(key, value) for key, value in key_overrides(job_overrides) if (key, value) not in fixed]
+    # By key: Hydra rewrites the values it passes to a job (`normalize=true` arrives as `normalize=True`).
+    fixed = set(override_keys(fixed_overrides))
+    differing = [(key, value) for key, value in key_overrides(job_overrides) if key not in fixed]
     return _clip_name(override_label(differing), max_length) if differing else None
 
 

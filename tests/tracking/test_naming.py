@@ -15,6 +15,8 @@ from romp_hydra.tracking.naming import (
     format_value,
     key_overrides,
     sanitize_key,
+    sweep_job_name,
+    sweep_parent_name,
 )
 
 
@@ -138,3 +140,19 @@ def test_long_run_names_end_in_a_hash():
     assert name.startswith("train-member_00=0.00,member_01=0.01")
     assert name != other
     assert build_run_name("train", many) == name
+
+
+def test_sweep_job_is_named_by_what_differs_between_jobs():
+    fixed = ["experiment=quickstart", "sampling.normalize=true", "hydra.sweep.dir=/x"]
+    job = ["experiment=quickstart", "sampling.weights.synth_crowd=0.2", "sampling.normalize=True"]
+    assert sweep_job_name(job, fixed) == "synth_crowd=0.2"  # Hydra rewrote true -> True: compared by key
+    two = ["sampling.weights.synth_crowd=0.3", "sampling.weights.synth_solo=0.7", "optim.optimizer.lr=0.01"]
+    assert sweep_job_name(two, ["optim.optimizer.lr=0.01"]) == "synth_crowd=0.3,synth_solo=0.7"
+    assert sweep_job_name(["experiment=quickstart"], ["experiment=quickstart"]) is None  # nothing differs
+
+
+def test_sweep_parent_is_named_by_task_and_swept_keys():
+    assert sweep_parent_name("quickstart", ["sampling.weights.synth_crowd"]) == "quickstart-sweep-synth_crowd"
+    keys = ["sampling.weights.coco", "optim.optimizer.lr", "sampling.weights.coco"]
+    assert sweep_parent_name("train", keys) == "train-sweep-lr,coco"  # in key order
+    assert sweep_parent_name("train", []) == "train-sweep"

@@ -46,7 +46,10 @@ def test_server_killed_mid_run_loses_nothing_and_the_replay_fixes_the_status(
         # Everything after the outage is in the fallback; the store still says RUNNING.
         lines = [json.loads(line) for line in (run_dir / METRICS_FALLBACK_FILE).read_text().splitlines()]
         assert [(m["key"], m["step"]) for m in lines] == [
-            ("train/loss", 3), ("train/loss", 4), ("train/loss", 5), ("val/MPJPE", 5)
+            ("train/loss", 3),
+            ("train/loss", 4),
+            ("train/loss", 5),
+            ("val/MPJPE", 5),
         ]
         state = json.loads((run_dir / FALLBACK_STATE_FILE).read_text())
         assert state["status"] == "FINISHED" and state["run_id"] == run_id
@@ -64,7 +67,9 @@ def test_server_killed_mid_run_loses_nothing_and_the_replay_fixes_the_status(
         assert run.data.metrics["val/MPJPE"] == 42.0
         assert run.data.tags["note"] == "logged during the outage"
         assert "final_metrics.json" in {a.path for a in client.list_artifacts(run_id)}
-        assert not (run_dir / FALLBACK_STATE_FILE).exists()  # renamed *.replayed*: a second replay sends nothing
+        assert not (
+            run_dir / FALLBACK_STATE_FILE
+        ).exists()  # renamed *.replayed*: a second replay sends nothing
         assert replay_main([str(run_dir)]) == 1
     finally:
         server.kill()
