@@ -53,7 +53,7 @@ def pose_features(kp3d: np.ndarray) -> np.ndarray:
 
     Items whose hips are missing get NaN rows (they cannot be compared); they are clustered apart.
     """
-    kp3d = np.asarray(kp3d, dtype=np.float64)
+    kp3d = np.asarray(kp3d, dtype=np.float32)  # float32: H36M's 312k frames stay at ~200 MB
     present = ~np.isclose(kp3d, _MISSING).any(axis=-1)  # (I, J)
     roots = list(ROOT_JOINTS)
     has_root = present[:, roots].all(axis=1)

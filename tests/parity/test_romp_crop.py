@@ -41,3 +41,19 @@ def test_padding_is_black_even_where_the_image_has_pixels():
         np.random.default_rng(0), AugmentSettings(flip_prob=1.0, rotate_prob=0.0, crop_prob_2d=1.0,
                                                   color_jitter_prob=0.0), 100, 200, [POINTS], (2.0, 2.0), False)
     np.testing.assert_allclose(flipped.visible, (-0.8, -1.0, 0.8, 1.0))  # symmetric cut: same after the mirror
+
+
+def test_training_samples_carry_the_black_padding():
+    from romp_hydra.data.pipeline import SamplePipeline
+    from tests.data.builders import make_info
+
+    pose = np.full((54, 3), -2.0)
+    pose[:3] = np.concatenate([POINTS, np.ones((3, 1))], axis=1)
+    info = make_info(image=np.full((100, 200, 3), 200, dtype=np.uint8), poses=[pose])
+    data = {"input_size": 64, "centermap_size": 8, "augment": {"flip_prob": 0.0, "rotate_prob": 0.0,
+                                                              "crop_prob_2d": 1.0, "color_jitter_prob": 0.0}}
+    sample = SamplePipeline(data, train=True)(info, np.random.default_rng(0), (2.0, 2.0), False)
+    image = np.asarray(sample["image"])
+    image = image if image.shape[-1] == 3 else np.moveaxis(image, 0, -1)  # HWC or CHW
+    # The cut spans normalised x in [-0.8, 0.8]: pixel columns 0..5 and 58..63 of 64 are padding.
+    assert image[:, :6].max() == 0 and image[:, 58:].max() == 0 and image[:, 7:57].min() == 200
