@@ -17,7 +17,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from romp_hydra.config import ConfigError, exit_with_config_error, validate_config
+from romp_hydra.config import ConfigError, exit_with_config_error
+from romp_hydra.preflight import PreflightError, check_inputs, exit_with_problems
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
@@ -25,9 +26,11 @@ def main(cfg: DictConfig) -> None:
     from romp_hydra.evaluation.run import evaluate, validate_evaluation_config
 
     try:
-        validate_config(cfg)
+        check_inputs(cfg, "evaluate")  # every missing input at once (data, body model, checkpoint, device)
         validate_evaluation_config(cfg)
         evaluate(cfg)
+    except PreflightError as err:
+        exit_with_problems(err)
     except ConfigError as err:
         exit_with_config_error(err)
 

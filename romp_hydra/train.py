@@ -19,7 +19,8 @@ import math
 import hydra
 from omegaconf import DictConfig
 
-from romp_hydra.config import ConfigError, exit_with_config_error, validate_config
+from romp_hydra.config import ConfigError, exit_with_config_error
+from romp_hydra.preflight import PreflightError, check_inputs, exit_with_problems
 from romp_hydra.sweeps.jobs import (
     SweepJob,
     current_sweep_job,
@@ -39,9 +40,11 @@ def main(cfg: DictConfig) -> float | None:
     job = current_sweep_job()
     try:
         apply_simplex_weights(cfg)  # an Optuna simplex trial's +u_<member> become sampling.weights
-        validate_config(cfg)
-    except ConfigError as err:
+        check_inputs(cfg, "train")  # every missing input and bad setting at once, before anything is built
+    except (ConfigError, PreflightError) as err:
         if job is None:
+            if isinstance(err, PreflightError):
+                exit_with_problems(err)
             exit_with_config_error(err)
         return _fail(cfg, job, err)
     from romp_hydra.training.run import train  # heavy imports only after the config is known to be good

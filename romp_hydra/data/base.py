@@ -21,6 +21,7 @@ Contract (docs/architecture.md, romp_datasets.md §3): `get_image_info(i)` retur
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -133,7 +134,7 @@ class SourceDataset:
         lines = [f"dataset '{self.key}' ({type(self).__name__}, split '{self.split}'): {what} {path} does not exist."]
         if self.expected_layout:
             lines.append(f"  expected under {self.root}:")
-            lines.extend(f"    {line}" for line in self.expected_layout.strip().splitlines())
+            lines.extend(f"    {line}" for line in textwrap.dedent(self.expected_layout).strip().splitlines())
         if self.homepage:
             lines.append(f"  get the data from: {self.homepage}")
         lines.append(
@@ -141,6 +142,11 @@ class SourceDataset:
             f"(or set paths.data_dir / the ROMP_DATA_DIR environment variable for all datasets)"
         )
         return DatasetNotFoundError("\n".join(lines))
+
+    def image_paths(self) -> list[Path]:
+        """Every image file of the split, without reading one (the preflight checks them). Sources that cannot
+        list them cheaply return []."""
+        return []
 
     def describe(self) -> str:
         """One line: the key, class, size and which annotations the source provides."""

@@ -395,6 +395,10 @@ class StoreBackedSource(SourceDataset):
     def __len__(self) -> int:
         return len(self.store)
 
+    def image_paths(self) -> list[Path]:
+        return [path if path.is_absolute() else self.root / path
+                for path in map(Path, self.store.arrays["image_paths"].tolist())]
+
     def get_image_info(self, index: int) -> dict[str, Any]:
         info = self.store.image_record(index)
         path = Path(info["imgpath"])

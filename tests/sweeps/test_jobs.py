@@ -57,10 +57,13 @@ def only_run(tracking_uri: str):
     return runs[0]
 
 
-def test_a_single_run_still_raises(compose_cfg, tmp_path):
+def test_a_single_run_is_not_turned_into_a_failure_objective(compose_cfg, tmp_path, capsys):
+    """Outside a sweep a missing input stops the run: the preflight's message and status 2, no traceback."""
     cfg = compose_cfg([*TINY, "logger=none", f"ckpt_path={tmp_path / 'missing.pt'}"])
-    with pytest.raises(Exception, match="missing.pt"):
+    with pytest.raises(SystemExit) as stopped:
         train_job(cfg)
+    assert stopped.value.code == 2
+    assert "missing.pt: no such file" in capsys.readouterr().err
 
 
 def test_a_failing_sweep_job_returns_the_failure_objective_and_a_failed_run(sweep_job_cfg, store, tmp_path):
