@@ -15,6 +15,7 @@ import numpy as np
 
 from romp_hydra.body.joint_sets import convert_to_54
 from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
+from romp_hydra.data.pose_clusters import DEFAULT_NUM_CLUSTERS, store_pose_clusters
 from romp_hydra.data.sources._shared_3d import (
     hip_centre,
     image_size,
@@ -24,7 +25,6 @@ from romp_hydra.data.sources._shared_3d import (
     to_metres,
     with_visibility,
 )
-from romp_hydra.data.pose_clusters import DEFAULT_NUM_CLUSTERS, store_pose_clusters
 from romp_hydra.data.store import StoreBackedSource, StoreFormatError
 
 log = logging.getLogger(__name__)
