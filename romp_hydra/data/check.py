@@ -69,6 +69,12 @@ class CheckReport:
     persons_per_dataset: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     masks_per_dataset: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: list[SkippedSample] = field(default_factory=list)
+    # dataset -> annotated images its source left out when packing ({path, reason}): never drawn, so never skipped
+    left_out: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+    @property
+    def all_read(self) -> bool:
+        return not self.skipped and not any(self.left_out.values())
 
     def format(self) -> str:
         folder = self.pictures[0].parent if self.pictures else "(none)"
@@ -91,7 +97,13 @@ class CheckReport:
             first_by_path = {s.path: s for s in reversed(self.skipped)}
             lines.append(f"{len(first_by_path)} file(s) could not be used ({len(self.skipped)} draws replaced):")
             lines.extend(f"  {s.dataset}[{s.index}] {s.path}: {s.reason}" for s in first_by_path.values())
-        else:
+        for dataset, entries in self.left_out.items():
+            if entries:
+                lines.append(f"{len(entries)} annotated image(s) of {dataset} were left out when packing:")
+                lines.extend(f"  {entry['path']}: {entry['reason']}" for entry in entries[:20])
+                if len(entries) > 20:
+                    lines.append(f"  ... and {len(entries) - 20} more")
+        if self.all_read:
             lines.append("every file could be read")
         return "\n".join(lines)
 
@@ -176,6 +188,8 @@ def run_check(cfg: DictConfig) -> CheckReport:
                            collate_fn=CollateWithSkips())
 
     report = CheckReport()
+    for key, source in sources.items():
+        report.left_out[key] = list(getattr(getattr(source, "store", None), "left_out", []))
     for batch in loader:
         report.skipped.extend(batch["skipped"])
         for index in range(len(batch["dataset"])):
@@ -217,7 +231,7 @@ def main(cfg: DictConfig) -> None:
         print(f"check failed: {err}", file=sys.stderr)
         sys.exit(1)
     print(report.format())
-    if report.skipped:
+    if not report.all_read:
         print("check failed: some files could not be read (listed above)", file=sys.stderr)
         sys.exit(1)
 

@@ -96,6 +96,11 @@ class PackedStore:
     def num_persons(self) -> int:
         return int(self.meta["num_persons"])
 
+    @property
+    def left_out(self) -> list[dict[str, str]]:
+        """Annotated images the source could not pack ({path, reason}), e.g. unreadable at packing time."""
+        return list(self.meta.get("left_out", []))
+
     def image_record(self, index: int) -> dict[str, Any]:
         """Image `index`'s annotations as an img_info dict without the image: imgpath, img_size, kp2ds, vmask_2d,
         vmask_3d, track_ids, kp3ds, params, root_trans (None when the store has none) and camMats if known.
@@ -161,13 +166,16 @@ class PackedStore:
         *,
         dataset: str,
         source_files: Sequence[str | Path] = (),
+        left_out: Sequence[Mapping[str, str]] = (),
     ) -> Path:
         """Pack `records` (img_info dicts without the image) into the store file `path` (must end in .npz).
 
         Each record needs `imgpath`, `img_size` (H, W), `kp2ds` and `vmask_2d`; `vmask_3d`, `track_ids`, `kp3ds`,
         `params`, `root_trans` and `camMats` are optional (None or absent = not annotated). `source_files` are the
         original annotation files; their sizes and modification times are kept so that a source can tell when its
-        store is out of date. The file is written to a temporary name and renamed, so concurrent writers (e.g.
+        store is out of date. `left_out` lists annotated images the source could not pack ({path, reason}; read
+        after `records` is consumed, so a source may fill it while yielding). The file is written to a temporary
+        name and renamed, so concurrent writers (e.g.
         several DDP ranks) and interrupted runs never leave a half-written store behind.
         """
         path = Path(path)
@@ -181,6 +189,7 @@ class PackedStore:
             "num_images": len(arrays["image_paths"]),
             "num_persons": len(arrays["kp2d"]),
             "source_files": [file_signature(f) for f in source_files],
+            "left_out": [dict(entry) for entry in left_out],
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -364,6 +373,7 @@ class StoreBackedSource(SourceDataset):
         super().__init__(root, split, key=key, **options)
         self.store_dir = Path(store_dir).expanduser() if store_dir else self.root
         self._store: PackedStore | None = None
+        self._left_out: list[dict[str, str]] = []
 
     def annotation_files(self) -> list[Path]:
         raise NotImplementedError(f"{type(self).__name__} must list its annotation files in annotation_files()")
@@ -379,9 +389,22 @@ class StoreBackedSource(SourceDataset):
         """Convert the original annotation files into the packed store and return its path."""
         files = [self.require(path) for path in self.annotation_files()]
         log.info("packing %s annotations (%s) into %s", self.key, ", ".join(map(str, files)), self.store_path)
-        path = PackedStore.write(self.store_path, self.read_annotations(), dataset=self.key, source_files=files)
+        self._left_out = []
+        path = PackedStore.write(self.store_path, self.read_annotations(), dataset=self.key, source_files=files,
+                                 left_out=self._left_out)
         self._store = None
+        if self._left_out:
+            log.warning("%s: %d annotated image(s) were left out of the store (first: %s: %s); "
+                        "python -m romp_hydra.data.check lists them", self.key, len(self._left_out),
+                        self._left_out[0]["path"], self._left_out[0]["reason"])
         return path
+
+    def leave_out(self, imgpath: str, reason: str) -> None:
+        """Call from read_annotations() for an annotated image that cannot be packed: it is logged and listed in
+        the store (`PackedStore.left_out`), so the check CLI reports it instead of saying every file was read."""
+        if len(self._left_out) < 10:
+            log.warning("%s: leaving out %s (%s)", self.key, imgpath, reason)
+        self._left_out.append({"path": str(imgpath), "reason": str(reason)})
 
     @property
     def store(self) -> PackedStore:

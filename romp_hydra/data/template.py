@@ -98,7 +98,7 @@ class MyDataset(StoreBackedSource):
                 # FILL IN: if your annotations give the image size, use it: decoding every image is slow.
                 height, width = load_image(self.root / imgpath).shape[:2]
             except UnreadableImageError as err:
-                log.warning("%s: leaving out %s (%s)", self.key, imgpath, err.reason)
+                self.leave_out(imgpath, err.reason)  # logged, and kept in the store for the check CLI
                 continue
             kp2ds = np.stack([self.joints_to_54(person, name) for person in persons]) if persons \
                 else np.zeros((0, 54, 3), np.float32)
@@ -118,6 +118,12 @@ class MyDataset(StoreBackedSource):
 
     def joints_to_54(self, person: list, image_name: str) -> np.ndarray:
         """(K, 3) [x, y, v] in JOINT_ORDER -> (54, 3) with -2 for joints that are not labelled."""
+        for index, joint in enumerate(person):
+            if not isinstance(joint, (list, tuple)) or len(joint) != 3:
+                name = self.JOINT_ORDER[index] if index < len(self.JOINT_ORDER) else f"#{index}"
+                raise ValueError(
+                    f"{self.root / ANNOTATION_FILE}: image {image_name}, joint {index} ({name}) is {joint!r}; every "
+                    f"joint is [x, y, v] (v = 0: not labelled, e.g. [0, 0, 0]); fix that entry")
         joints = np.asarray(person, dtype=np.float32)
         if joints.shape != (len(self.JOINT_ORDER), 3):
             raise ValueError(f"{ANNOTATION_FILE}: a person of {image_name} has joints of shape {joints.shape}, "

@@ -118,3 +118,40 @@ def test_check_cli_on_the_synthetic_dataset(tmp_path, shared_cache_dir):
     assert rows  # one summary row per dataset drawn
     for row in rows.values():
         assert row[3:] == ["1.00"] * 8  # the synthetic data has every annotation for every person
+
+
+def _mine_config(compose_cfg, tmp_path, root):
+    conf = tmp_path / "conf"
+    (conf / "source").mkdir(parents=True)
+    (conf / "dataset").mkdir()
+    (conf / "source" / "mine.yaml").write_text(f"_target_: romp_hydra.data.template.MyDataset\nroot: {root}\n")
+    (conf / "dataset" / "mine.yaml").write_text("defaults:\n  - /source@members.mine: mine\n  - _self_\nname: mine\n")
+    return compose_cfg([f"hydra.searchpath=[file://{conf}]", "dataset=mine", "num=4", f"out={tmp_path / 'pics'}",
+                        "augment=false", "data.input_size=128", "data.centermap_size=16"], config_name="check")
+
+
+def test_images_left_out_when_packing_are_reported_not_every_file_read(compose_cfg, tmp_path):
+    root = write_example(tmp_path / "data", num_images=4)
+    (root / "images" / "img_002.jpg").write_bytes(b"\xff\xd8 cut short")  # broken before the first pack
+    report = run_check(_mine_config(compose_cfg, tmp_path, root))
+    assert not report.skipped  # never drawn: it is not in the store
+    text = report.format()
+    assert "every file could be read" not in text
+    assert "1 annotated image(s) of mine were left out when packing" in text and "img_002.jpg" in text
+    assert not report.all_read  # the CLI exits 1
+
+
+def test_a_template_joint_without_visibility_names_the_file_and_the_image(tmp_path):
+    import json
+
+    from romp_hydra.data.template import ANNOTATION_FILE, MyDataset
+
+    root = write_example(tmp_path / "data", num_images=2)
+    annotations = json.loads((root / ANNOTATION_FILE).read_text())
+    annotations["img_001.jpg"][0][9] = [120.0, 80.0]  # x, y but no v
+    (root / ANNOTATION_FILE).write_text(json.dumps(annotations))
+    with pytest.raises(ValueError) as caught:
+        len(MyDataset(root, key="mine"))
+    message = str(caught.value)
+    assert str(root / ANNOTATION_FILE) in message and "img_001.jpg" in message
+    assert "joint 9 (L_Wrist)" in message and "inhomogeneous" not in message
