@@ -41,13 +41,14 @@ import romp_hydra.config  # noqa: F401  (registers the ${project_root:} resolver
 from romp_hydra.data.augment import build_affine, crop_offsets, draw_augment_params, warp_image
 from romp_hydra.data.base import load_image
 from romp_hydra.data.loader import CollateWithSkips, MixtureDataset, MixtureLoader, build_sources
-from romp_hydra.data.pipeline import SamplePipeline, channels_first, crop_anchor_points
+from romp_hydra.data.pipeline import SamplePipeline, channels_first, crop_anchor_points, retain_freed_memory
 from romp_hydra.data.sample import validate_img_info
 from romp_hydra.data.sampler import MixtureSampler
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 STAGES = ("decode", "check", "warp", "targets", "pixels")
 REAL_SIZE = (480, 640)  # (H, W) of the real datasets' typical image
+clock = time.perf_counter  # --clock cpu: time.process_time (this process's CPU time, steadier on a shared machine)
 
 
 class ResizedJpegSource:
@@ -101,21 +102,21 @@ def time_stages(sources: list, draws: list, pipeline: SamplePipeline) -> dict[st
     for member, item, seed in draws:
         source = sources[member]
         rng = np.random.default_rng([seed, 0])
-        start = time.perf_counter()
+        start = clock()
         info = source.get_image_info(item)
-        decoded = time.perf_counter()
+        decoded = clock()
         checked = validate_img_info(info, source.key, item)
         augment = draw_augment_params(rng, pipeline.settings.augment, checked.height, checked.width,
                                       crop_anchor_points(checked), source.scale_range, source.is_3d)
-        checked_at = time.perf_counter()
+        checked_at = clock()
         affine = build_affine(augment.crop_center, augment.crop_side, augment.rotation_deg, augment.flip, size)
         image = warp_image(checked.image, affine, size, augment.visible)
-        warped = time.perf_counter()
+        warped = clock()
         targets = pipeline.build_targets(checked, affine, augment.rotation_deg, augment.flip)
-        built = time.perf_counter()
+        built = clock()
         channels_first(pipeline.augment_pixels(image, targets, augment))
         crop_offsets(augment.crop_center, augment.crop_side, checked.height, checked.width)
-        done = time.perf_counter()
+        done = clock()
         for stage, seconds in zip(STAGES, (decoded - start, checked_at - decoded, warped - checked_at,
                                            built - warped, done - built)):
             times[stage].append(seconds)
@@ -124,10 +125,10 @@ def time_stages(sources: list, draws: list, pipeline: SamplePipeline) -> dict[st
 
 def time_dataset(dataset: MixtureDataset, draws: list) -> float:
     """Mean seconds per sample of MixtureDataset.__getitem__ (what one worker runs), in this process."""
-    start = time.perf_counter()
+    start = clock()
     for draw in draws:
         dataset[draw]
-    return (time.perf_counter() - start) / len(draws)
+    return (clock() - start) / len(draws)
 
 
 def time_loader(dataset: MixtureDataset, sampler: MixtureSampler, workers: int, batch_size: int = 8) -> float:
@@ -136,10 +137,10 @@ def time_loader(dataset: MixtureDataset, sampler: MixtureSampler, workers: int, 
                            collate_fn=CollateWithSkips(), persistent_workers=False)
     iterator = iter(loader)
     next(iterator)
-    start, count = time.perf_counter(), 0
+    start, count = clock(), 0
     for batch in iterator:
         count += len(batch["imgpath"])
-    return count / (time.perf_counter() - start) if count else float("nan")
+    return count / (clock() - start) if count else float("nan")
 
 
 def report(name: str, stages: dict[str, float], per_sample: float) -> None:
@@ -164,10 +165,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="also time a DataLoader with this many workers")
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "romp_hydra_bench_cache"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: count this process's CPU time only (for a machine shared with other jobs)")
     args = parser.parse_args()
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)  # as in a DataLoader worker (romp_hydra.data.loader.seed_worker)
+    cv2.setNumThreads(1)  # as in a DataLoader worker (romp_hydra.data.loader)
+    retain_freed_memory()  # as in a DataLoader worker (romp_hydra.data.loader.seed_worker)
     cfg = compose_config(args)
     sources = build_sources(cfg.dataset)  # generates the synthetic data on the first run
     keys = list(sources)
@@ -189,7 +195,7 @@ def main() -> None:
             item_runs[name].append(time_dataset(datasets[name], draws))
 
     print(f"data pipeline, {args.input_size}x{args.input_size} input, dataset={args.dataset} ({', '.join(keys)}), "
-          f"{len(draws)} draws x {args.repeats} passes (medians), 1 process, 1 OpenCV thread")
+          f"{len(draws)} draws x {args.repeats} passes (medians), 1 process, 1 OpenCV thread, {args.clock} clock")
     for name in variants:
         stages = {stage: statistics.median(run[stage] for run in stage_runs[name]) for stage in STAGES}
         report(f"source images {name}:", stages, statistics.median(item_runs[name]))

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from romp_hydra.config.errors import ConfigError
 from romp_hydra.data.base import DatasetNotFoundError, SourceDataset, UnreadableImageError
 from romp_hydra.data.collate import collate_samples
-from romp_hydra.data.pipeline import SamplePipeline
+from romp_hydra.data.pipeline import SamplePipeline, retain_freed_memory
 from romp_hydra.data.registry import how_to_register, registered_sources
 from romp_hydra.data.sample import ImgInfoError, validate_img_info
 from romp_hydra.data.sampler import MixtureSampler, SequentialSourceSampler
@@ -224,6 +224,7 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32  # torch gives every worker base_seed + worker_id
     np.random.seed(seed)
     random.seed(seed)
+    retain_freed_memory()  # per-sample buffers are reused instead of page-faulted in again
 
 
 def instantiate_source(key: str, source_cfg: Mapping[str, Any] | DictConfig) -> Any:

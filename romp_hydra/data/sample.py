@@ -204,8 +204,15 @@ def _check_image(check: _Checker, image: Any) -> np.ndarray:
 
 def _check_kp2ds(check: _Checker, kp2ds: Any, is_pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     num_persons = len(is_pose)
-    poses = np.full((num_persons, NUM_JOINTS, 3), KP_MISSING, dtype=np.float32)
     boxes = np.full((num_persons, 4, 2), KP_MISSING, dtype=np.float32)
+    if (isinstance(kp2ds, np.ndarray) and kp2ds.dtype.kind in "fiu" and kp2ds.shape == (num_persons, NUM_JOINTS, 3)
+            and is_pose.all()):
+        # The usual record (a packed store's): one (N, 54, 3) array of poses, checked as a whole; a bad value
+        # falls through to the per-person checks below, which name the person.
+        poses = kp2ds.astype(np.float32)  # a copy: never edit the source's own array
+        if np.isfinite(poses).all():
+            return poses, boxes
+    poses = np.full((num_persons, NUM_JOINTS, 3), KP_MISSING, dtype=np.float32)
     for i in range(num_persons):
         field = f"kp2ds[{i}]"
         person = check.array(field, kp2ds[i])
