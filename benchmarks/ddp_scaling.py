@@ -29,7 +29,7 @@ def run(ranks: int, args: argparse.Namespace, work: Path) -> tuple[float, float]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
                "-m", "romp_hydra.train", f"experiment={args.experiment}", f"trainer.device={args.device}",
                f"trainer.max_steps={args.steps}", f"trainer.log_every_steps={args.steps}",
-               "trainer.val_at_start=false", "trainer.val_every_steps=1000000", "trainer.vis_every_steps=1000000",
+               "val=none", "trainer.val_at_start=false", "trainer.vis_every_steps=1000000",
                "trainer.ckpt_every_steps=1000000", f"data.batch_size={args.batch_size}",
                f"data.num_workers={args.num_workers}", "logger=none", f"hydra.run.dir={run_dir}",
                f"paths.log_dir={work}", *args.overrides]

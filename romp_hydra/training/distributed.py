@@ -185,14 +185,17 @@ def agree_on_run_dir(hydra_dir: Path, run_dir: Path, info: DistInfo) -> Path:
     (its config copy and log), and that rank stops logging into it.
     """
     agreed = Path(broadcast_object(str(run_dir), info))
-    if info.enabled and not info.is_main and hydra_dir.is_dir() and hydra_dir.resolve() != agreed.resolve():
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == hydra_dir:
-                root.removeHandler(handler)
-                handler.close()
-        if all(entry.name == ".hydra" or entry.suffix == ".log" for entry in hydra_dir.iterdir()):
-            shutil.rmtree(hydra_dir, ignore_errors=True)
+    if not info.enabled or info.is_main:
+        return agreed
+    # Only rank 0 writes the log (SLURM tasks of one job even share Hydra's directory and log file).
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent in (hydra_dir, agreed):
+            root.removeHandler(handler)
+            handler.close()
+    if hydra_dir.is_dir() and hydra_dir.resolve() != agreed.resolve() and all(
+            entry.name == ".hydra" or entry.suffix == ".log" for entry in hydra_dir.iterdir()):
+        shutil.rmtree(hydra_dir, ignore_errors=True)
     return agreed
 
 

@@ -155,3 +155,18 @@ def test_the_log_states_the_global_batch():
     text = D.describe_batch(8, D.DistInfo(rank=0, world_size=4), accumulate_steps=2)
     assert text.startswith("global batch 64 samples per optimiser step (data.batch_size=8 per rank x 4 rank(s) x "
                            "trainer.accumulate_steps=2)")
+
+
+def test_the_slurm_launcher_starts_one_task_per_gpu_on_every_node(compose_cfg, tmp_path):
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    cfg = compose_cfg(["hydra/launcher=slurm", "hydra.launcher.nodes=2", "hydra.launcher.tasks_per_node=4",
+                       "hydra.launcher.gpus_per_node=4", "experiment=quickstart"])
+    launcher = cfg.hydra.launcher
+    # The sbatch script submitit writes from these keys (hydra-submitit-launcher passes them through by name).
+    script = _make_sbatch_string(command="python -m submitit.core._submit", folder=tmp_path, nodes=launcher.nodes,
+                                 ntasks_per_node=launcher.tasks_per_node, gpus_per_node=launcher.gpus_per_node,
+                                 setup=list(launcher.setup))
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4",
+                 "export SLURM_KILL_BAD_EXIT=1"):
+        assert line in script
