@@ -208,6 +208,12 @@ class MixtureLoader(DataLoader):
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
 
+    def data_metrics(self) -> dict[str, float]:
+        """What the run logs about its data at each logging step: samples replaced so far and their share."""
+        return {"data/skipped_samples": float(self.bad_samples.bad),
+                "data/skipped_fraction": self.bad_samples.fraction,
+                "data/bad_files": float(len(self.bad_samples.bad_files))}
+
     def state_dict(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict()}  # type: ignore[attr-defined]
 

@@ -33,6 +33,8 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a kill during an earlier save
+        stale.unlink(missing_ok=True)
     return path
 
 

@@ -268,6 +268,8 @@ class Trainer:
         metrics = {"train/loss": loss, "train/samples_per_s": window["samples"] / elapsed,
                    "train/lr": self.optimizer.param_groups[0]["lr"], "train/nan_steps": float(self.state.nan_steps)}
         metrics.update({f"train/{name}": value / count for name, value in window["terms"].items()})
+        if hasattr(self.loader, "data_metrics"):  # skipped (unreadable / malformed) samples so far
+            metrics.update(self.loader.data_metrics())
         progress.set_postfix(loss=f"{loss:.2f}", sps=f"{metrics['train/samples_per_s']:.1f}", refresh=False)
         if self.dist.is_main:
             terms = " ".join(f"{name}={value / count:.3f}" for name, value in window["terms"].items())
