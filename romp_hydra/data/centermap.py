@@ -28,34 +28,32 @@ def visible_joints(kp2d: np.ndarray) -> np.ndarray:
     return np.all(kp2d > -1.0, axis=-1)
 
 
-def pose_centers(kp2d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of pose persons: mean of each one's visible torso joints, else of all its visible joints.
+def pose_centers(kp2d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres and box sizes of pose persons (ROMP's ``kp2d_center`` and the box that sets the radius).
+
+    The centre is the mean of a person's visible torso joints, else of all its visible joints; the box is the
+    bounding box of its visible joints.
 
     Args:
         kp2d: (N, 54, 2) normalised keypoints, -2 where missing.
 
     Returns:
-        ``(centers, found)``: (N, 2) normalised (x, y) in the dtype of ``kp2d`` and (N,) bool, False for a
-        person without a visible joint (ROMP drops such persons; its centre row is meaningless).
+        ``(centers, hw, found)``: (N, 2) normalised (x, y) and (N, 2) box (h, w) (at most 2), both in the dtype
+        of ``kp2d``, and (N,) bool, False for a person without a visible joint (ROMP drops such persons; its
+        rows are meaningless).
     """
     kp2d = np.asarray(kp2d).reshape(-1, 54, 2)
     visible = visible_joints(kp2d)
     torso = visible & _TORSO
     used = np.where(torso.any(axis=1, keepdims=True), torso, visible)
     count = used.sum(axis=1)
-    total = np.where(used[..., None], kp2d, 0).sum(axis=1)
-    centers = total / np.maximum(count, 1)[:, None].astype(kp2d.dtype)
-    return centers.astype(kp2d.dtype, copy=False), count > 0
-
-
-def pose_boxes_hw(kp2d: np.ndarray) -> np.ndarray:
-    """(N, 2) (h, w) of the bounding boxes of each pose's visible joints, normalised (at most 2); 0 if none."""
-    kp2d = np.asarray(kp2d).reshape(-1, 54, 2)
-    visible = visible_joints(kp2d)[..., None]
-    low = np.where(visible, kp2d, np.inf).min(axis=1)
-    high = np.where(visible, kp2d, -np.inf).max(axis=1)
-    extent = np.where(visible.any(axis=1), high - low, 0.0)
-    return extent[:, ::-1].copy()
+    centers = np.where(used[..., None], kp2d, 0).sum(axis=1) / np.maximum(count, 1)[:, None].astype(kp2d.dtype)
+    shown = visible[..., None]
+    low = np.where(shown, kp2d, np.inf).min(axis=1)
+    high = np.where(shown, kp2d, -np.inf).max(axis=1)
+    found = count > 0
+    hw = np.where(found[:, None], high - low, 0.0)[:, ::-1]
+    return centers.astype(kp2d.dtype, copy=False), hw, found
 
 
 def _corners(left_top: np.ndarray, right_bottom: np.ndarray) -> np.ndarray:

@@ -84,10 +84,12 @@ def valid_masks_from_vmasks(vmask_2d: np.ndarray, vmask_3d: np.ndarray) -> np.nd
         target it could not build (for example KP2D for a pose without a visible joint).
     """
     vmask_2d = np.asarray(vmask_2d, dtype=bool)
-    vmask_3d = np.asarray(vmask_3d, dtype=bool)
     out = np.zeros((vmask_2d.shape[0], batch.NUM_VALID_MASKS), dtype=bool)
-    for source_col, target_col in VMASK_2D_TO_VALID.items():
-        out[:, target_col] = vmask_2d[:, source_col]
-    for source_col, target_col in VMASK_3D_TO_VALID.items():
-        out[:, target_col] = vmask_3d[:, source_col]
+    out[:, _VALID_FROM_2D[1]] = vmask_2d[:, _VALID_FROM_2D[0]]
+    out[:, _VALID_FROM_3D[1]] = np.asarray(vmask_3d, dtype=bool)[:, _VALID_FROM_3D[0]]
     return out
+
+
+# (source columns, valid_masks columns) as index arrays, to copy all columns in one step.
+_VALID_FROM_2D = tuple(np.array(columns) for columns in zip(*VMASK_2D_TO_VALID.items()))
+_VALID_FROM_3D = tuple(np.array(columns) for columns in zip(*VMASK_3D_TO_VALID.items()))

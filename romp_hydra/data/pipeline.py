@@ -77,7 +77,6 @@ from romp_hydra.data.centermap import (
     center_radii,
     collision_aware_push,
     draw_centermap,
-    pose_boxes_hw,
     pose_centers,
     visible_joints,
 )
@@ -241,7 +240,7 @@ class SamplePipeline:
         """Pose persons with a visible joint first, then box persons with a centre in view, up to MP."""
         pose_persons, box_persons = np.flatnonzero(info.is_pose), np.flatnonzero(~info.is_pose)
         poses = kp2d_all[pose_persons]
-        pose_center, pose_found = pose_centers(poses)
+        pose_center, pose_hw, pose_found = pose_centers(poses)
         if len(box_persons):
             box_center, box_hw, box_found = box_person_centers(info.boxes[box_persons], affine, self.settings.input_size)
         else:  # the common case: skip the box arithmetic
@@ -250,7 +249,7 @@ class SamplePipeline:
         return Slots(
             person=np.concatenate([pose_persons[pose_found], box_persons[box_found]])[keep],
             center=np.concatenate([pose_center[pose_found], box_center[box_found]]).astype(np.float64)[keep],
-            hw=np.concatenate([pose_boxes_hw(poses[pose_found]), box_hw[box_found]]).astype(np.float64)[keep],
+            hw=np.concatenate([pose_hw[pose_found], box_hw[box_found]]).astype(np.float64)[keep],
             is_pose=np.concatenate([np.ones(pose_found.sum(), bool), np.zeros(box_found.sum(), bool)])[keep],
         )
 
@@ -330,7 +329,7 @@ def transform_kp3d(kp3d: np.ndarray, rotation_deg: float, flip: bool) -> tuple[n
     present = ~np.any(kp3d == KP_MISSING, axis=-1)
     rooted = present[:, _ROOT_JOINTS].all(axis=1)
     centred = kp3d - kp3d[:, _ROOT_JOINTS].mean(axis=1, keepdims=True)
-    turned = rotate_flip_points3d(centred, rotation_deg, flip)
+    turned = rotate_flip_points3d(centred, rotation_deg, flip) if rotation_deg or flip else centred
     if flip:
         turned, present = turned[:, _FLIP54], present[:, _FLIP54]
     return np.where(present[..., None], turned, KP_MISSING).astype(np.float32), rooted

@@ -14,13 +14,12 @@ from romp_hydra.data.centermap import (
     collision_aware_push,
     draw_centermap,
     gaussian_kernel,
-    pose_boxes_hw,
     pose_centers,
 )
 
 
 def pose_center(kp):
-    centers, found = pose_centers(kp[None])
+    centers, _, found = pose_centers(kp[None])
     return centers[0] if found[0] else None
 
 
@@ -101,10 +100,12 @@ def test_pose_center_uses_torso_then_all_visible():
     assert pose_center(np.full((54, 2), -2.0)) is None
 
 
-def test_pose_boxes_hw_of_visible_joints_zero_without_any():
+def test_pose_box_is_the_box_of_visible_joints_zero_without_any():
     kp = np.full((54, 2), -2.0)
     kp[0], kp[5], kp[9] = (-0.5, -0.2), (0.1, 0.6), (0.0, 0.0)
-    np.testing.assert_allclose(pose_boxes_hw(np.stack([kp, np.full((54, 2), -2.0)])), [[0.8, 0.6], [0.0, 0.0]])
+    _, hw, found = pose_centers(np.stack([kp, np.full((54, 2), -2.0)]))
+    np.testing.assert_allclose(hw, [[0.8, 0.6], [0.0, 0.0]])  # (h, w)
+    np.testing.assert_array_equal(found, [True, False])
 
 
 def test_box_person_center_full_then_visible_box():
