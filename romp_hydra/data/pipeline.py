@@ -89,6 +89,9 @@ from romp_hydra.geometry.rotations import flip_smpl_pose_np, rotate_global_orien
 _CENTER_LIMIT = 1.0 - 1e-4
 _FLIP54 = np.asarray(FLIP54)
 _ROOT_JOINTS = list(ROOT_JOINTS)
+# The params segments (global orient, body pose, betas): their valid_masks column and length.
+_PARAM_SEGMENT_MASKS = [GLOBAL_ORIENT, BODY_POSE, BETAS]
+_PARAM_SEGMENT_SIZES = [3, NUM_POSE_PARAMS - 3, NUM_PARAMS - NUM_POSE_PARAMS]
 
 
 def pipeline_settings(data_cfg: Any) -> DataConfig:
@@ -346,18 +349,16 @@ def transform_params(params: np.ndarray, valid: np.ndarray, rotation_deg: float,
     valid, leaving a valid global orient of a flipped image unmirrored). Betas are left/right symmetric.
     """
     params = np.asarray(params).reshape(-1, NUM_PARAMS)
-    orient_ok, pose_ok, betas_ok = valid[:, GLOBAL_ORIENT], valid[:, BODY_POSE], valid[:, BETAS]
+    orient_ok, pose_ok = valid[:, GLOBAL_ORIENT], valid[:, BODY_POSE]
     theta = params[:, :NUM_POSE_PARAMS].astype(np.float64)
     if rotation_deg != 0.0 and orient_ok.any():
         theta[orient_ok, :3] = rotate_global_orient_np(theta[orient_ok, :3], rotation_deg)
-    mirrored = (orient_ok | pose_ok) if flip else np.zeros_like(orient_ok)
-    if mirrored.any():
+    mirrored = orient_ok | pose_ok
+    if flip and mirrored.any():
         theta[mirrored] = flip_smpl_pose_np(theta[mirrored])  # joint 0 maps to itself: no leak across parts
-    out = np.full((len(params), NUM_PARAMS), PARAMS_MISSING, dtype=np.float32)
-    out[orient_ok, :3] = theta[orient_ok, :3]
-    out[pose_ok, 3:NUM_POSE_PARAMS] = theta[pose_ok, 3:]
-    out[betas_ok, NUM_POSE_PARAMS:] = params[betas_ok, NUM_POSE_PARAMS:]
-    return out
+    segments = np.repeat(valid[:, _PARAM_SEGMENT_MASKS], _PARAM_SEGMENT_SIZES, axis=1)  # (N, 76)
+    values = np.concatenate([theta, params[:, NUM_POSE_PARAMS:]], axis=1)
+    return np.where(segments, values, PARAMS_MISSING).astype(np.float32)
 
 
 def person_pixel_boxes(kp2d: np.ndarray, input_size: int) -> np.ndarray:
