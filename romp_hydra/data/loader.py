@@ -46,7 +46,7 @@ from romp_hydra.data.collate import collate_samples
 from romp_hydra.data.pipeline import SamplePipeline, retain_freed_memory
 from romp_hydra.data.registry import how_to_register, registered_sources
 from romp_hydra.data.sample import ImgInfoError, validate_img_info
-from romp_hydra.data.sampler import MixtureSampler, SequentialSourceSampler
+from romp_hydra.data.sampler import MixtureSampler, SequentialSourceSampler, source_clusters
 from romp_hydra.data.store import StoreFormatError
 
 log = logging.getLogger(__name__)
@@ -295,6 +295,7 @@ def build_train_loader(cfg: DictConfig, rank: int = 0, world_size: int = 1) -> M
         names=keys,
         rank=rank,
         world_size=world_size,
+        clusters=[source_clusters(source) for source in sources.values()],
     )
     dataset = MixtureDataset(list(sources.values()), SamplePipeline(cfg.data, train=True), replace_bad=True)
     return MixtureLoader(

@@ -75,3 +75,14 @@ def test_clusters_are_computed_at_pack_time_without_romps_file(tmp_path):
     np.testing.assert_array_equal(source_clusters(MPIINF3DHP(root, "train", frame_stride=1,
                                                              homogenize_pose_space=True, pose_clusters=2)), ids)
     assert path.stat().st_mtime_ns == stamp  # read back, not recomputed
+
+
+def test_training_loader_draws_a_homogenized_member_by_clusters(tmp_path, compose_cfg):
+    from romp_hydra.data.loader import build_train_loader
+
+    write_mpiinf_romp(tmp_path / "mpi_inf_3dhp", NAMES)
+    cfg = compose_cfg(["dataset=mpiinf", f"paths.data_dir={tmp_path}", "dataset.members.mpiinf.frame_stride=1",
+                       "dataset.members.mpiinf.homogenize_pose_space=true", "dataset.members.mpiinf.pose_clusters=2",
+                       "sampling.epoch_samples=8"])
+    loader = build_train_loader(cfg)
+    assert loader.sampler.clusters[0] is not None and sum(len(g) for g in loader.sampler.clusters[0]) == 4
