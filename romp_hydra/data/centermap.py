@@ -9,6 +9,7 @@ pipeline calls them once per sample, not once per person.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -130,6 +131,22 @@ def center_to_cell(center: np.ndarray, map_size: int) -> np.ndarray:
     return np.floor((np.asarray(center, dtype=np.float64) + 1.0) / 2.0 * map_size).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=16)
+def _kernel_table(reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Kernels of radius 0..reach on one (2 reach + 1)^2 window, flattened, zero outside each radius.
+
+    Returns ``(table, rows, cols)``: (reach + 1, W^2) float32 and the (W^2,) row / column offsets of the window.
+    """
+    offsets = np.arange(-reach, reach + 1)
+    rows, cols = (grid.ravel() for grid in np.meshgrid(offsets, offsets, indexing="ij"))
+    table = np.zeros((reach + 1, len(rows)), dtype=np.float32)
+    for radius in range(reach + 1):
+        inside = (np.abs(rows) <= radius) & (np.abs(cols) <= radius)
+        table[radius, inside] = gaussian_kernel(radius).ravel()
+    table.flags.writeable = False
+    return table, rows, cols
+
+
 def draw_centermap(centers: np.ndarray, radii: Sequence[int] | np.ndarray, map_size: int) -> np.ndarray:
     """Render the (1, C, C) float32 centre heatmap.
 
@@ -137,22 +154,23 @@ def draw_centermap(centers: np.ndarray, radii: Sequence[int] | np.ndarray, map_s
     element-wise max; the centre cells are then set to exactly 1 (the positives of the focal loss).
     Centres outside the map are skipped.
     """
-    heatmap = np.zeros((map_size, map_size), dtype=np.float32)
     cells = center_to_cell(np.asarray(centers).reshape(-1, 2), map_size)
     radii = np.asarray(radii, dtype=np.int64).reshape(-1)
     on_map = np.all((cells >= 0) & (cells < map_size), axis=-1)
     cells, radii = cells[on_map], radii[on_map]
     if len(cells) == 0:
-        return heatmap[None]
+        return np.zeros((1, map_size, map_size), dtype=np.float32)
+    # Draw on a map padded by the largest radius on every side, so no window needs clipping, then cut it out.
     reach = int(radii.max())
-    offsets = np.arange(-reach, reach + 1)
-    dx, dy = offsets[None, None, :], offsets[None, :, None]  # (1, 1, 2R+1) columns, (1, 2R+1, 1) rows
-    radius = radii[:, None, None]
-    values = _gaussian((dx**2 + dy**2).astype(np.float64), radius)  # (K, 2R+1, 2R+1)
-    cols, rows = np.broadcast_arrays(cells[:, 0, None, None] + dx, cells[:, 1, None, None] + dy)
-    keep = ((np.abs(dx) <= radius) & (np.abs(dy) <= radius) & (values > 0.0)
-            & (cols >= 0) & (cols < map_size) & (rows >= 0) & (rows < map_size))
-    np.maximum.at(heatmap, (rows[keep], cols[keep]), values[keep].astype(np.float32))
+    table, rows, cols = _kernel_table(reach)
+    padded_size = map_size + 2 * reach
+    padded = np.zeros(padded_size * padded_size, dtype=np.float32)
+    window = (rows + reach) * padded_size + cols + reach  # (W^2,) flat offsets from a cell's top-left corner
+    targets = (cells[:, 1] * padded_size + cells[:, 0])[:, None] + window  # (K, W^2)
+    values = table[radii]
+    drawn = values > 0.0
+    np.maximum.at(padded, targets[drawn], values[drawn])
+    heatmap = padded.reshape(padded_size, padded_size)[reach:reach + map_size, reach:reach + map_size].copy()
     heatmap[cells[:, 1], cells[:, 0]] = 1.0
     return heatmap[None]
 
