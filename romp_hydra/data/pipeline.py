@@ -205,17 +205,16 @@ class SamplePipeline:
         max_person = self.settings.max_person
         kp2d_all = transform_poses(info.kp2ds, affine, flip, self.settings.input_size)
         slots = self.assign_slots(info, kp2d_all, affine)
-        used = np.arange(len(slots))
-        persons = slots.person
+        used, persons = slice(0, len(slots)), slots.person  # slots are filled from the first
 
         valid = valid_masks_from_vmasks(info.vmask_2d[persons], info.vmask_3d[persons])
         joints, rooted = transform_kp3d(info.kp3ds[persons], rotation_deg, flip)
         valid[:, KP3D] &= rooted
 
         kp2d = np.full((max_person, NUM_JOINTS, 2), KP_MISSING, dtype=np.float32)
-        kp2d[used[slots.is_pose]] = kp2d_all[persons[slots.is_pose]]
+        kp2d[used][slots.is_pose] = kp2d_all[persons[slots.is_pose]]
         kp3d = np.full((max_person, NUM_JOINTS, 3), KP_MISSING, dtype=np.float32)
-        kp3d[used[valid[:, KP3D]]] = joints[valid[:, KP3D]]
+        kp3d[used][valid[:, KP3D]] = joints[valid[:, KP3D]]
         params = np.full((max_person, NUM_PARAMS), PARAMS_MISSING, dtype=np.float32)
         params[used] = transform_params(info.params[persons], valid, rotation_deg, flip)
         valid_masks = np.zeros((max_person, NUM_VALID_MASKS), dtype=bool)
