@@ -1,4 +1,5 @@
-"""`python -m romp_hydra.predict` on a checkpoint from a tiny training run: an image, a folder and a short video,
+"""`python -m romp_hydra.predict` on a checkpoint from a tiny training run: an image, a folder and a short
+video,
 and bad inputs reported together before the model is built."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Take docs/images/mlflow_parallel_coordinates.png: the clicks README's "Compare a sweep" section describes, done
-by a headless Chromium on a running `mlflow ui`. Not part of the package (playwright is not a dependency):
+"""Take docs/images/mlflow_parallel_coordinates.png: the clicks README's "Compare a sweep" section
+describes, done by a headless Chromium on a running `mlflow ui`. Not part of the package (playwright is not
+a dependency):
 
     pip install playwright                      # the Python package only; Chromium from the system
     mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db --port 5000 &
@@ -34,7 +35,8 @@ def newest_sweep(ui: str, experiment: str) -> tuple[str, int]:
     search = {"experiment_ids": [exp_id], "max_results": 1, "order_by": ["attributes.start_time DESC"],
               "filter": "tags.`sweep.is_parent` = 'true'"}
     parent = rest(ui, "runs/search", search)["runs"][0]["info"]["run_id"]
-    search = {"experiment_ids": [exp_id], "max_results": 1000, "filter": f"tags.`mlflow.parentRunId` = '{parent}'"}
+    search = {"experiment_ids": [exp_id], "max_results": 1000,
+              "filter": f"tags.`mlflow.parentRunId` = '{parent}'"}
     return exp_id, len(rest(ui, "runs/search", search).get("runs", []))
 
 
@@ -43,7 +45,8 @@ def main() -> None:
     parser.add_argument("--ui", default="http://127.0.0.1:5000")
     parser.add_argument("--experiment", default="romp_hydra")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("mlflow_parallel_coordinates.png"))
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).with_name("mlflow_parallel_coordinates.png"))
     args = parser.parse_args()
     ui = args.ui.rstrip("/")
     with sync_playwright() as playwright:
@@ -55,7 +58,8 @@ def main() -> None:
         page.wait_for_timeout(4000)
         if page.get_by_role("button", name="Close").count():
             page.get_by_role("button", name="Close").first.click()  # the assistant panel
-        page.locator('[data-component-id$="runnamecellrenderer.tsx_46"]').first.click()  # expand the newest sweep
+        expander = '[data-component-id$="runnamecellrenderer.tsx_46"]'
+        page.locator(expander).first.click()  # expand the newest sweep
         page.wait_for_timeout(1500)
         rows = page.locator(".ag-row .ag-selection-checkbox")
         for index in range(1, num_jobs + 1):  # tick its jobs (row 0 is the parent)

@@ -12,8 +12,8 @@ or from conf/hydra/default.yaml):
 `on_multirun_start` runs on the launching machine before any job: it creates the parent run with
 `MlflowClient.create_run` (no fluent "active run", which would leak into in-process jobs) and writes its id to
 `<hydra.sweep.dir>/mlflow_parent_run_id`, and what the jobs share and what they vary to
-`<hydra.sweep.dir>/mlflow_sweep.json`. Jobs may run in other processes or on other hosts (joblib, submitit), so
-they find the parent and their short names through those files (`run_info`), never through memory.
+`<hydra.sweep.dir>/mlflow_sweep.json`. Jobs may run in other processes or on other hosts (joblib, submitit),
+so they find the parent and their short names through those files (`run_info`), never through memory.
 MLflow is imported only when `logger.kind == mlflow`, so the callback costs nothing otherwise.
 """
 
@@ -246,7 +246,7 @@ def _child_runs(client, experiment_id: str | None, parent_id: str) -> list[dict[
 
 
 def split_sweep_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """The sweep command's overrides every job shares, and the keys of those it sweeps (`a=1,2`, `range()`)."""
+    """The sweep command's overrides every job shares, and the keys of those it sweeps (`a=1,2`, ...)."""
     fixed, swept = [], []
     for text, parsed in zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True):
         if parsed.is_sweep_override():

@@ -5,11 +5,11 @@ Design choices:
 * The loop never waits for the store. Every call only queues work; one background thread writes it, batching
   metrics (MLflow's `log_batch`, at most 1000 per request) every `flush_every` metrics or `flush_interval_s`
   seconds, whichever comes first. A synchronous SQLite `log_batch` costs ~8 ms, a queued call microseconds.
-  `flush()` waits for what was queued (the training loop calls it when it writes a checkpoint, so a run resumed
-  after `kill -9` has no gap in its metrics).
+  `flush()` waits for what was queued (the training loop calls it when it writes a checkpoint, so a run
+  resumed after `kill -9` has no gap in its metrics).
 * A store that fails never stops training and loses nothing. On the first exception from MLflow the tracker
-  logs ONE warning and from then on writes metrics to `<run_dir>/metrics_fallback.jsonl`, and params, tags, the
-  final status and the artifacts it could not upload to `<run_dir>/tracking_fallback.json` (pictures and
+  logs ONE warning and from then on writes metrics to `<run_dir>/metrics_fallback.jsonl`, and params, tags,
+  the final status and the artifacts it could not upload to `<run_dir>/tracking_fallback.json` (pictures and
   texts go to `<run_dir>/tracking_fallback/`). `finish()` replays that into the store if it answers again;
   otherwise the next `start()` in the run dir does, or `python -m romp_hydra.tracking.replay <run_dir>`
   (see `replay`). An http server that dies is given up on within seconds (`store.fail_fast_http`).

@@ -1,9 +1,10 @@
 """Send a run's local tracking fallback to the MLflow store once the store is back.
 
-When the store fails (a server that dies mid-run, a full disk) the tracker writes everything it could not deliver
-under the run directory (`metrics_fallback.jsonl`, `tracking_fallback.json`, `tracking_fallback/`), the way
-offline loggers keep a run to sync later. The tracker replays it by itself when it can: at `finish()` if the store
-answers again, and at the next `start()` in the same run directory (a resume). Otherwise:
+When the store fails (a server that dies mid-run, a full disk) the tracker writes everything it could not
+deliver under the run directory (`metrics_fallback.jsonl`, `tracking_fallback.json`, `tracking_fallback/`),
+the way offline loggers keep a run to sync later. The tracker replays it by itself when it can: at
+`finish()` if the store answers again, and at the next `start()` in the same run directory (a resume).
+Otherwise:
 
     python -m romp_hydra.tracking.replay <run dir> [<run dir> ...] [--tracking-uri URI]
 
@@ -58,7 +59,7 @@ class Replayed:
 
 
 def replay_fallback(run_dir: str | Path, tracking_uri: str | None = None) -> Replayed:
-    """Replay the fallback of `run_dir` into its run (into `tracking_uri`, default the store it was meant for).
+    """Replay the fallback of `run_dir` into its run (in `tracking_uri`, default: the store it was for).
 
     Raises FileNotFoundError when there is nothing to replay, ConnectionError / MlflowException when the store
     still fails (the fallback then stays as it is).
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run_dir}: not replayed ({type(error).__name__}: {error})", file=sys.stderr)
         else:
             print(
-                f"{run_dir}: {done.metrics} metrics, {done.params} params -> run {done.run_id} ({done.status})"
+                f"{run_dir}: {done.metrics} metrics, {done.params} params "
+                f"-> run {done.run_id} ({done.status})"
             )
     return 1 if failed else 0
 

@@ -1,11 +1,11 @@
-"""What a run is called and what it says about itself: names, tags and params from the config and the Hydra job.
+"""What a run is called and says about itself: names, tags and params from the config and the Hydra job.
 
 No MLflow import: the sweep callback, the tracker and the sweep report share these, and tests check them
 without a store. The caller decides what else to log (e.g. training logs the normalised mixture weights as
 `mixture.<member>` params itself).
 
-Sweeps: `MLflowSweepCallback` writes `<sweep dir>/mlflow_sweep.json` (the overrides every job shares and the swept
-keys) next to `mlflow_parent_run_id`; a job reads both, so it is named by what differs between the jobs
+Sweeps: `MLflowSweepCallback` writes `<sweep dir>/mlflow_sweep.json` (the overrides every job shares and the
+swept keys) next to `mlflow_parent_run_id`; a job reads both, so it is named by what differs between the jobs
 (`synth_crowd=0.5`) and nested under the parent, whatever process or host it runs in.
 """
 
@@ -150,7 +150,8 @@ def run_tags(cfg: DictConfig, run_dir: Path, hydra_cfg: DictConfig | None) -> di
 
 def default_run_name(cfg: DictConfig, hydra_cfg: DictConfig | None) -> str:
     """A sweep job: the overrides that differ between the jobs (`synth_crowd=0.5`; its parent run carries the
-    task and the swept keys). Otherwise task_name plus the job's key overrides (`quickstart-lr=0.001`); a sweep
+    task and the swept keys). Otherwise task_name plus the job's key overrides (`quickstart-lr=0.001`); a
+    sweep
     started without the callback puts the job number first so that names stay distinct and ordered."""
     task_name = str(OmegaConf.select(cfg, "task_name", default="train"))
     overrides = job_overrides(hydra_cfg)

@@ -1,13 +1,13 @@
 """Talking to the MLflow store: URIs, the experiment, run ids on disk, locks and retries.
 
 SQLite under parallel jobs: the first connection creates the schema, and two jobs starting together race on it
-("duplicate column name") and on creating the experiment. Both are serialised with an `fcntl` lock file next to
-the database; transient "database is locked" errors are retried with backoff.
+("duplicate column name") and on creating the experiment. Both are serialised with an `fcntl` lock file next
+to the database; transient "database is locked" errors are retried with backoff.
 
 An http(s) server that stops answering: MLflow's client retries a request for about four minutes by default
 (7 retries, backoff factor 2). A training process cannot wait that long at every write, so `fail_fast_http`
-sets MLflow's own knobs (`MLFLOW_HTTP_REQUEST_MAX_RETRIES`, `..._BACKOFF_FACTOR`, `..._TIMEOUT`) to a few seconds
-unless the user set them; what the store did not take then goes to the tracker's local fallback.
+sets MLflow's own knobs (`MLFLOW_HTTP_REQUEST_MAX_RETRIES`, `..._BACKOFF_FACTOR`, `..._TIMEOUT`) to a few
+seconds unless the user set them; what the store did not take then goes to the tracker's local fallback.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Where the tracker's background thread writes: the MLflow store, or the local fallback once the store failed.
+"""Where the tracker's background thread writes: the MLflow store, or the local fallback once the store
+failed.
 
 Both writers have the same methods; the worker calls the store's and switches to the fallback's on the first
 exception. Metric entries are (key, value, timestamp_ms, step). The fallback is what `replay` sends to the

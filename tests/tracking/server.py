@@ -19,7 +19,7 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """`mlflow server` over a SQLite store, in its own process group so that `kill()` takes its workers too."""
+    """`mlflow server` over a SQLite store, in a process group of its own: `kill()` takes its workers too."""
 
     def __init__(self, db: Path, port: int, workdir: Path) -> None:
         self.db, self.port, self.workdir = db, port, workdir

@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from romp_hydra.tracking import MLflowSweepCallback, find_parent_run_id
-from romp_hydra.tracking.run_info import PARENT_RUN_ID_FILE
 from romp_hydra.tracking.mlflow_tracker import MLflowTracker
+from romp_hydra.tracking.run_info import PARENT_RUN_ID_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

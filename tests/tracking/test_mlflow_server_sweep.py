@@ -1,6 +1,8 @@
-"""What a user sees in the MLflow UI after a sweep, read through a real `mlflow server`'s REST API (issue 17): the
-experiment opens as model training, the sweep is one parent named after its swept key, its jobs are named by what
-differs between them, and the params that differ are the mixture weights (what the UI's compare view plots)."""
+"""What a user sees in the MLflow UI after a sweep, read through a real `mlflow server`'s REST API (issue
+17): the experiment opens as model training, the sweep is one parent named after its swept key, its jobs are
+named by what
+differs between them, and the params that differ are the mixture weights (the UI's compare view plots them).
+"""
 
 from __future__ import annotations
 

@@ -127,7 +127,9 @@ def test_resume_of_an_unknown_run_starts_a_new_one(tiny_cfg, tracking_uri, tmp_p
     assert any("is not in" in message for message in tracker_warnings(caplog))
 
 
-def test_store_failure_mid_run_falls_back_with_one_warning(tiny_cfg, tracking_uri, tmp_path, caplog, monkeypatch):
+def test_store_failure_mid_run_falls_back_with_one_warning(
+    tiny_cfg, tracking_uri, tmp_path, caplog, monkeypatch
+):
     def still_gone(*args, **kwargs):
         raise ConnectionError("still gone")
 

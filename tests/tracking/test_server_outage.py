@@ -1,4 +1,5 @@
-"""A tracking server killed mid-run: training is not held up, nothing is lost, and the run's status is fixed once
+"""A tracking server killed mid-run: training is not held up, nothing is lost, and the run's status is fixed
+once
 the server is back (issue 12, point 4). A real `mlflow server` on 127.0.0.1, SIGKILLed."""
 
 from __future__ import annotations
