@@ -43,41 +43,66 @@ def test_workers_start_inside_a_joblib_loky_worker(compose_cfg):
     assert "image" in keys and "skipped" in keys
 
 
-def test_sigterm_to_the_process_group_saves_and_stops_cleanly(tmp_path, shared_cache_dir):
+def _start(cmd: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)  # its own process group, as a batch job has
+
+
+def _wait_for(process: subprocess.Popen, log_file: Path, text: str, timeout_s: float = 180) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and process.poll() is None and not (
+            log_file.is_file() and text in log_file.read_text()):
+        time.sleep(0.3)
+    if process.poll() is not None or not (log_file.is_file() and text in log_file.read_text()):
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"never saw {text!r}:\n{process.communicate()[0][-3000:]}")
+
+
+def test_sigterm_to_the_process_group_saves_and_stops_cleanly_then_kill_9_loses_nothing(tmp_path, shared_cache_dir):
     """What SLURM's scancel and most schedulers do: SIGTERM to every process of the job, workers included. The
-    workers ignore it, the main process finishes its step, saves, closes the run as KILLED and exits 0."""
+    workers ignore it, the main process finishes its step, saves, closes the run as KILLED and exits 0.
+    Then the resumed run is killed with SIGKILL (no handler runs): its checkpoint is still whole and loads."""
     run_dir = tmp_path / "run"
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = [sys.executable, "-m", "romp_hydra.train", *WITH_WORKERS, "trainer.max_steps=100000",
            f"logger.tracking_uri={tracking_uri}", f"paths.cache_dir={shared_cache_dir}",
            f"paths.log_dir={tmp_path / 'logs'}", f"hydra.run.dir={run_dir}", "trainer.ckpt_every_steps=100000",
            "trainer.val_every_steps=100000", "trainer.val_at_start=false"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env, start_new_session=True)  # its own process group, as a batch job has
     log_file = run_dir / "quickstart.log"
-    deadline = time.time() + 180
+    process = _start(cmd)
+    _wait_for(process, log_file, "step 5 ")
+    workers = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) >= 2, "the run should have its DataLoader worker beside the main process"
+    os.killpg(process.pid, signal.SIGTERM)
     try:
-        while time.time() < deadline and process.poll() is None and not (
-                log_file.is_file() and "step 5 " in log_file.read_text()):
-            time.sleep(0.3)
-        assert process.poll() is None, process.communicate()[0][-3000:]
-        workers = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True).stdout.split()
-        assert len(workers) >= 2, "the run should have its DataLoader worker beside the main process"
-        os.killpg(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0, output[-4000:]
     assert "killed by signal" not in output
-    ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    assert ckpt["loop"]["step"] >= 5
+    stopped_at = load_checkpoint(run_dir / "checkpoints" / "last.pt")["loop"]["step"]
+    assert stopped_at >= 5
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("romp_hydra").experiment_id])
     assert [run.info.status for run in runs] == ["KILLED"]  # stopped on request: neither FAILED nor FINISHED
+
+    resumed = _start([*cmd, f"resume={run_dir}", "trainer.ckpt_every_steps=2", "logger=none"])
+    target = (stopped_at + 3 + 1) // 2 * 2  # a periodic save (every 2 steps) at least 3 steps after the resume
+    _wait_for(resumed, log_file, f"saved checkpoint {run_dir / 'checkpoints' / 'last.pt'} (step {target})")
+    os.killpg(resumed.pid, signal.SIGKILL)
+    resumed.communicate(timeout=60)
+    assert resumed.returncode == -signal.SIGKILL
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")  # written atomically: never half a file
+    assert ckpt["loop"]["step"] >= stopped_at + 2
+    deadline = time.time() + 10  # the kernel reaps the killed worker shortly after
+    while subprocess.run(["pgrep", "-g", str(resumed.pid)], capture_output=True).stdout and time.time() < deadline:
+        time.sleep(0.2)
+    assert not subprocess.run(["pgrep", "-g", str(resumed.pid)], capture_output=True).stdout  # no orphan worker
 
 
 @pytest.mark.parametrize(("value", "cpus", "expected"), [("auto", 1, 0), ("auto", 2, 1), ("auto", 5, 4),
