@@ -25,6 +25,7 @@ an unreadable test image is an error.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import random
 import signal
@@ -382,6 +383,11 @@ def worker_start_method(value: Any = "auto") -> str:
     method = str(value).lower()
     if method == "auto":
         return "fork" if sys.platform.startswith("linux") else "spawn"
+    if method != "fork" and multiprocessing.get_start_method(allow_none=True) == "loky":
+        # A spawned child re-applies the parent's start method, which only exists inside joblib.
+        raise ConfigError("data.multiprocessing_context", method,
+                          "inside a joblib (loky) job only fork can start DataLoader workers",
+                          "use data.multiprocessing_context=auto (fork), or another launcher for this sweep")
     return method
 
 
