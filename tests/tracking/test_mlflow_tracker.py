@@ -284,3 +284,24 @@ def test_hydra_node_can_be_passed_to_a_spawned_worker(tiny_cfg, tracking_uri, tm
     run = MlflowClient(tracking_uri).get_run(run_id)
     assert run.info.run_name == "train-lr=0.001"
     assert run.data.tags["hydra.overrides"] == "optim.lr=0.001 paths.log_dir=/x"
+
+
+def test_attach_adds_to_an_existing_run_without_touching_its_status(tiny_cfg, tracking_uri, tmp_path):
+    """How an evaluation logs into the run that trained its checkpoint (evaluation/run.py)."""
+    client = MlflowClient(tracking_uri)
+    training = MLflowTracker(tracking_uri, "tests")
+    run_id = training.start(tiny_cfg, tmp_path / "train")
+    training.finish("FINISHED")
+    (tmp_path / "results.json").write_text("{}")
+    with MLflowTracker(tracking_uri, "tests") as tracker:
+        assert tracker.attach(run_id, tmp_path / "eval") == run_id
+        tracker.log_params({"optim.lr": 0.5, "eval.protocol": "p2"})  # lr is held with another value
+        tracker.log_metrics({"eval/mpjpe": 80.0}, step=3)
+        tracker.log_artifact(tmp_path / "results.json", "eval")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optim.lr"] == "0.0001" and run.data.tags["param_changed.optim.lr"] == "0.5"
+    assert run.data.params["eval.protocol"] == "p2" and run.data.metrics["eval/mpjpe"] == 80.0
+    assert [a.path for a in client.list_artifacts(run_id, "eval")] == ["eval/results.json"]
+    with pytest.raises(MlflowException):
+        MLflowTracker(tracking_uri, "tests").attach("0123456789abcdef0123456789abcdef", tmp_path / "eval2")
