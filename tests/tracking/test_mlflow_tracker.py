@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -305,3 +306,27 @@ def test_attach_adds_to_an_existing_run_without_touching_its_status(tiny_cfg, tr
     assert [a.path for a in client.list_artifacts(run_id, "eval")] == ["eval/results.json"]
     with pytest.raises(MlflowException):
         MLflowTracker(tracking_uri, "tests").attach("0123456789abcdef0123456789abcdef", tmp_path / "eval2")
+
+
+def test_next_start_in_the_run_dir_replays_an_earlier_outage(tiny_cfg, empty_store_template, tmp_path):
+    db = tmp_path / "store.db"
+    db.write_bytes(b"not a database yet" * 100)  # the store is broken while the first run trains
+    first = MLflowTracker(f"sqlite:///{db}", "tests", run_name="first")
+    assert first.start(tiny_cfg, tmp_path / "run") is None
+    first.log_metrics({"train/loss": 5.0}, step=3)
+    first.finish("KILLED")  # still broken: the fallback stays
+    assert (tmp_path / "run" / FALLBACK_STATE_FILE).is_file()
+
+    shutil.copyfile(empty_store_template, db)  # the store is back
+    second = MLflowTracker(f"sqlite:///{db}", "tests", run_name="second")
+    second.start(tiny_cfg, tmp_path / "run")
+    second.finish()
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = {
+        run.info.run_name: run
+        for run in client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    }
+    assert runs["first"].info.status == "KILLED" and runs["first"].data.metrics == {"train/loss": 5.0}
+    assert runs["first"].data.params["optim.lr"] == "0.0001"
+    assert runs["second"].info.status == "FINISHED"
+    assert not (tmp_path / "run" / FALLBACK_STATE_FILE).exists()
