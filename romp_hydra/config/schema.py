@@ -85,21 +85,44 @@ class BodyModelConfig:
     root_align: bool = True
 
 
+# trainer.precision (and evaluate's precision). `mixed`: bf16 on GPUs that have it, else fp16 with a loss scaler;
+# fp32 on the CPU (romp_hydra.models.model.resolve_precision).
+PRECISIONS = ("fp32", "bf16", "fp16", "mixed")
+
+
 @dataclass
 class TrainerConfig:
-    epochs: int = 120
-    max_steps: int | None = None
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (AMP; CUDA only)
-    channels_last: bool = True
-    grad_clip_norm: float | None = None
-    accumulate_steps: int = 1
-    log_every_steps: int = 50
-    vis_every_steps: int = 200
-    val_every_steps: int = 2000
-    val_at_start: bool = False
-    ckpt_every_steps: int = 2000
-    max_consecutive_nan: int = 20
+    """``cfg.trainer``, and the training loop's settings object (`training.loop.Trainer` takes this class).
+
+    Types only: the values (the defaults a run gets) live in conf/trainer/default.yaml, once.
+    """
+
+    epochs: int = MISSING
+    max_steps: int | None = MISSING
+    device: str = MISSING  # auto | cpu | cuda | cuda:N
+    precision: str = MISSING  # one of PRECISIONS
+    channels_last: bool = MISSING
+    compile: bool = MISSING
+    grad_clip_norm: float | None = MISSING
+    accumulate_steps: int = MISSING
+    log_every_steps: int = MISSING
+    vis_every_steps: int = MISSING
+    val_every_steps: int = MISSING
+    val_at_start: bool = MISSING
+    ckpt_every_steps: int = MISSING
+    max_consecutive_nan: int = MISSING
+    data_wait_warn_share: float = MISSING
+
+
+@dataclass
+class ModelConfig:
+    """``cfg.model``: ROMP's heads and how people are picked from its maps. Values: conf/model/romp.yaml."""
+
+    head_channels: int = MISSING
+    head_blocks: int = MISSING
+    center_threshold: float = MISSING
+    max_detections: int = MISSING
+    matching: str = MISSING  # nearest_center | gt_center (romp_hydra.models.parser.MATCH_MODES)
 
 
 @dataclass
@@ -127,15 +150,46 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     backbone: Any = MISSING
-    model: Any = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
     loss: Any = MISSING
     optim: Any = MISSING
     val: Any = None
 
 
+@dataclass
+class EvaluateLoggerConfig(LoggerConfig):
+    # null: a run of its own | <MLflow run id> | checkpoint: the run that trained the checkpoint
+    run_id: str | None = MISSING
+
+
+@dataclass
+class EvaluateConfig:
+    """conf/evaluate.yaml (``python -m romp_hydra.evaluate``); the values live in the YAML."""
+
+    task_name: str = MISSING
+    seed: int = MISSING
+    tags: list[str] = MISSING
+    ckpt_path: str = MISSING
+    ckpt_strict: bool = MISSING
+    use_ckpt_arch: bool = MISSING
+    device: str = MISSING  # auto | cpu | cuda | cuda:N
+    precision: str = MISSING  # one of PRECISIONS
+    bn_mode: str = MISSING  # eval | train
+    max_batches: int | None = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    body_model: BodyModelConfig = field(default_factory=BodyModelConfig)
+    logger: EvaluateLoggerConfig = field(default_factory=EvaluateLoggerConfig)
+    backbone: Any = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
+    protocol: Any = MISSING
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
 
 
 register_configs()

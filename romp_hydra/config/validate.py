@@ -10,11 +10,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from romp_hydra.config.errors import ConfigError
+from romp_hydra.config.schema import PRECISIONS
 
 # Same tolerance as ROMP's warning band (0.999, 1.001), but here it is an error.
 WEIGHT_SUM_TOLERANCE = 1e-3
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 BODY_MODEL_KINDS = ("smpl", "standin")
 LOGGER_KINDS = ("mlflow", "none")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")

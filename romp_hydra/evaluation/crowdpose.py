@@ -35,9 +35,8 @@ from torch import nn
 
 from romp_hydra.body.joint_sets import CROWDPOSE_14, JOINT54
 from romp_hydra.evaluation.protocols import Protocol
-from romp_hydra.models.parser import parse, sample_params
+from romp_hydra.models.model import PeoplePicker, forward_step
 from romp_hydra.models.predictor import Predictor
-from romp_hydra.training.forward import run_network
 
 log = logging.getLogger(__name__)
 
@@ -318,12 +317,13 @@ def evaluate_keypoint_ap(
         raise ValueError(
             f"evaluate_keypoint_ap needs a keypoint_ap protocol, got '{protocol.name}' (kind={protocol.kind})"
         )
+    # Every detected peak is a person (parsing mode; the matching mode is not used).
+    picker = PeoplePicker(matching="nearest_center", center_threshold=protocol.center_threshold,
+                          max_detections=protocol.top_k)
     for index, batch in enumerate(batches):
         if max_batches is not None and index >= max_batches:
             break
-        maps = run_network(net, batch["image"], device, precision)
-        selection = parse(maps["center_map"], threshold=protocol.center_threshold, top_k=protocol.top_k)
-        people = predictor(sample_params(maps["params_maps"], selection), selection)
+        people = forward_step(net, predictor, batch["image"], device, picker, precision=precision)
         images = people["batch_idx"].cpu()
         affine = torch.as_tensor(batch["affine"])[images]
         pixels = normalized_to_original(

@@ -34,6 +34,7 @@ from romp_hydra.body.joint_sets import (
     JointNames,
 )
 from romp_hydra.config.errors import ConfigError
+from romp_hydra.models.parser import MATCH_MODES
 
 KINDS = ("mesh3d", "keypoint_ap")
 # Compared joint sets: a name -> the joints (in our naming), in the order they are compared.
@@ -46,7 +47,6 @@ JOINT_SETS: dict[str, JointNames] = {
 }
 PRED_JOINTS = {"h36m17": "joints_h36m17", "joints54": "joints54"}
 ALIGNMENTS = ("auto", "hips", "pelvis")
-MATCHING = ("nearest_center", "gt_center")
 METRICS = ("mpjpe", "pa_mpjpe", "pve", "pck3d", "auc")
 GROUP_BY = ("dataset", "sequence")
 KEYPOINT_SCORES = ("center", "constant")
@@ -130,7 +130,7 @@ class Protocol:
             ("joints", tuple(JOINT_SETS)),
             ("pred_joints", tuple(PRED_JOINTS)),
             ("align", ALIGNMENTS),
-            ("matching", MATCHING),
+            ("matching", MATCH_MODES),
             ("group_by", GROUP_BY),
             ("keypoint_score", KEYPOINT_SCORES),
         ):

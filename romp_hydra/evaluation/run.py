@@ -99,7 +99,10 @@ def adopt_checkpoint_architecture(cfg: DictConfig, ckpt_config: Mapping[str, Any
             value = OmegaConf.select(source, key, default=None, throw_on_resolution_failure=False)
             if value is None:
                 continue
-            OmegaConf.update(cfg, key, value, merge=False)
+            current = OmegaConf.select(cfg, key, default=None)
+            # A typed node (model, body_model: config.schema) takes the values; an untyped one is replaced.
+            typed = isinstance(current, DictConfig) and OmegaConf.get_type(current) not in (dict, None)
+            OmegaConf.update(cfg, key, value, merge=typed)
             adopted.append(key)
     return adopted
 

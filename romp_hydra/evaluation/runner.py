@@ -22,13 +22,12 @@ import torch
 from torch import nn
 
 from romp_hydra import batch as masks
-from romp_hydra.evaluation.protocols import Protocol, protocol_from_config
+from romp_hydra.evaluation.protocols import Protocol
 from romp_hydra.metrics.detection import DetectionCounts, detection_counts
 from romp_hydra.metrics.joints import MetricAccumulator, auc, mpjpe, pa_mpjpe, pck3d, pve
-from romp_hydra.metrics.matching import MatchResult, match_gt_to_predictions
-from romp_hydra.models.parser import Selection, parse, sample_params
+from romp_hydra.models.model import evaluate_people, run_network
+from romp_hydra.models.parser import MatchResult
 from romp_hydra.models.predictor import Predictor
-from romp_hydra.training.forward import run_network
 
 log = logging.getLogger(__name__)
 
@@ -201,34 +200,25 @@ def evaluate_batches(
         if max_batches is not None and index >= max_batches:
             break
         maps = run_network(net, batch["image"], device, precision)
-        size = maps["center_map"].shape[-1]
-        detections = parse(maps["center_map"], threshold=protocol.center_threshold, top_k=protocol.top_k)
-        det_b, det_yx = detections.batch_idx.cpu(), detections.center_yx.cpu()
-        add_detection_counts(result, batch, det_b, det_yx, size, protocol)
-        match = match_gt_to_predictions(
+        people, match, detections = evaluate_people(
+            maps,
+            predictor,
             batch["centers"],
-            det_b,
-            det_yx,
-            size,
-            method=protocol.matching,
+            batch["person_mask"].bool(),
+            matching=protocol.matching,
+            center_threshold=protocol.center_threshold,
+            top_k=protocol.top_k,
             one_to_one=protocol.one_to_one,
-            person_mask=batch["person_mask"].bool(),
         )
+        det_b, det_yx = detections.batch_idx.cpu(), detections.center_yx.cpu()
+        add_detection_counts(result, batch, det_b, det_yx, maps["center_map"].shape[-1], protocol)
         result.num_images += int(batch["image"].shape[0])
         result.num_gt += match.num_gt
         result.num_missed += match.num_missed
         result.num_matched += match.num_matched
         add_missed_people(result, batch, match, protocol)
-        if match.num_matched == 0:
+        if people is None:
             continue
-        images, cells = match.batch_idx.to(device), match.sample_yx.to(device)
-        selection = Selection(
-            batch_idx=images,
-            person_idx=match.person_idx.to(device),
-            center_yx=cells,
-            score=maps["center_map"][images, 0, cells[:, 0], cells[:, 1]],
-        )
-        people = predictor(sample_params(maps["params_maps"], selection), selection)
         add_matched_people(result, batch, match, people, predictor, protocol)
         if on_batch is not None:
             on_batch(batch, maps, people)
@@ -339,79 +329,3 @@ class ChainedLoaders:
 
     def __len__(self) -> int:
         return sum(len(loader) for loader in self.loaders)
-
-
-class Validator:
-    """Validation during training: `validator(step) -> {"val/<metric>": value, ...}` on a held-out set."""
-
-    def __init__(
-        self,
-        loader,
-        net: nn.Module,
-        predictor: Predictor,
-        protocol: Protocol,
-        device: torch.device,
-        precision: str = "fp32",
-        max_batches: int | None = None,
-        pictures=None,
-        num_pictures: int = 4,
-    ):
-        self.loader, self.net, self.predictor, self.protocol = loader, net, predictor, protocol
-        self.device, self.precision, self.max_batches = device, precision, max_batches
-        self.pictures, self.num_pictures = pictures, num_pictures
-
-    @classmethod
-    def from_config(
-        cls, cfg, net: nn.Module, predictor: Predictor, device: torch.device, pictures=None
-    ) -> Validator:
-        """From ``cfg.val`` (conf/val/*.yaml): its dataset members, protocol, max_batches and num_pictures."""
-        from romp_hydra.data.loader import build_eval_loader
-
-        protocol = protocol_from_config(cfg.val.get("protocol"), where="val.protocol")
-        if protocol.kind != "mesh3d":
-            from romp_hydra.config.errors import ConfigError
-
-            raise ConfigError(
-                "val.protocol.kind",
-                protocol.kind,
-                "validation during training scores 3D people",
-                "pick a 3D protocol for val (e.g. val=pw3d or val=synthetic); evaluate keypoint AP "
-                "with python -m romp_hydra.evaluate",
-            )
-        members = cfg.val.dataset.members
-        loader = ChainedLoaders([build_eval_loader(cfg, members[key], key=key) for key in members])
-        return cls(
-            loader,
-            net,
-            predictor,
-            protocol,
-            device,
-            precision=cfg.trainer.precision,
-            max_batches=cfg.val.get("max_batches"),
-            pictures=pictures,
-            num_pictures=int(cfg.val.get("num_pictures", 4)),
-        )
-
-    def __call__(self, step: int) -> dict[str, float]:
-        drawn = {"done": False}
-
-        def draw_first_batch(batch, maps, people):
-            if self.pictures is not None and not drawn["done"]:
-                self.pictures.draw_val(batch, maps, people, step, limit=self.num_pictures)
-                drawn["done"] = True
-
-        result = evaluate_batches(
-            self.net,
-            self.predictor,
-            self.loader,
-            self.protocol,
-            self.device,
-            self.precision,
-            self.max_batches,
-            on_batch=draw_first_batch,
-        )
-        metrics = {
-            k: v for k, v in result.metrics("val/").items() if isinstance(v, float) and not math.isnan(v)
-        }
-        log.info("validation at step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-        return metrics

@@ -1,4 +1,4 @@
-"""Evaluation metrics: per-person joint/mesh errors, PCK/AUC/PCKh, GT<->detection matching, detection rates.
+"""Evaluation metrics: per-person joint/mesh errors, PCK/AUC/PCKh, detection rates (matching: models.parser).
 
 All per-person metrics return one value per person (NaN where a person cannot be scored); collect them with
 :class:`MetricAccumulator`, whose result does not depend on the batch size."""
@@ -16,17 +16,13 @@ from romp_hydra.metrics.joints import (
     pve,
     visible_joints,
 )
-from romp_hydra.metrics.matching import MatchResult, gt_center_cells, match_gt_to_predictions
 
 __all__ = [
     "AUC_THRESHOLDS_MM",
     "DetectionCounts",
-    "MatchResult",
     "MetricAccumulator",
     "auc",
     "detection_counts",
-    "gt_center_cells",
-    "match_gt_to_predictions",
     "mpckh_bbox",
     "mpjpe",
     "pa_mpjpe",

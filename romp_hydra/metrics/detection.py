@@ -2,7 +2,7 @@
 
 A detection is a true positive when it is assigned, one-to-one (Hungarian, per image), to a GT person whose
 centre cell lies within ``threshold`` of it. GT centres are quantised to their map cell exactly as the matcher
-does (``matching.gt_center_cells``), so the numbers describe the same pairs the evaluation scores.
+does (``models.parser.gt_center_cells``), so the numbers describe the same pairs the evaluation scores.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from romp_hydra.metrics.matching import match_gt_to_predictions
+from romp_hydra.models.parser import match_gt_to_predictions
 
 __all__ = ["DetectionCounts", "detection_counts"]
 
@@ -91,7 +91,7 @@ def detection_counts(
         pred_batch_idx,
         pred_center_yx,
         map_size,
-        method="nearest_center",
+        mode="nearest_center",
         one_to_one=True,
         max_distance=threshold_cells,
         person_mask=person_mask,

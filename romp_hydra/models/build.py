@@ -20,9 +20,9 @@ Config keys (conf/backbone/*.yaml and conf/model/*.yaml):
 ``model``
     ``head_channels``       width of each head (64).
     ``head_blocks``         BasicBlocks per head (2).
-    ``center_threshold``    centre-map detection threshold (0.2)            } not used by `build`; read by the
-    ``max_detections``      peaks kept per image (64 = ROMP's max_person)   } training / evaluation code and
-    ``matching``            nearest_peak | gt_center (nearest_peak)         } passed to `parser`.
+    ``center_threshold``    centre-map detection threshold (0.2)            } not used by `build`; read by
+    ``max_detections``      peaks kept per image (64 = ROMP's max_person)   } `models.model.build_model` into
+    ``matching``            nearest_center | gt_center (nearest_center)     } its `PeoplePicker`.
 
 The heads always run at stride 8 (one stride-2 conv after the stride-4 backbone), so the centre map is
 ``input_size / 8`` (ROMP: 512 -> 64); `config.validate` checks ``data.centermap_size`` against that.

@@ -51,11 +51,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from romp_hydra.models.backbones.pretrained import missing_pretrained_message
+
 log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "ours", "romp", "backbone")
 ROMP_HEAD_NAMES = {1: "smpl_head", 2: "center_head", 3: "cam_head"}
-OUR_HEAD_INDEX = {name: index for index, name in ROMP_HEAD_NAMES.items()}
 # ROMP keeps its SMPL model (a `betas` parameter and SMPL buffers) inside the network module.
 ROMP_IGNORED_PREFIXES = ("_result_parser.",)
 DATA_PARALLEL_PREFIX = "module."
@@ -141,21 +142,6 @@ def romp_key_to_ours(key: str) -> str | None:
     if rest.startswith("2."):
         return f"{head}.out.{rest[2:]}"
     raise KeyError(f"{key}: not part of ROMP's head layout ([0] conv-BN-ReLU, [1] blocks, [2] conv1x1)")
-
-
-def our_key_to_romp(key: str) -> str:
-    """Our network key -> ROMP's (inverse of `romp_key_to_ours`), e.g. for exporting to ROMP's code."""
-    match = _OUR_HEAD_KEY.match(key)
-    if match is None:
-        return key
-    head, part, rest = match.groups()
-    prefix = f"final_layers.{OUR_HEAD_INDEX[head]}"
-    if part == "reduce":
-        return f"{prefix}.0.{rest}"
-    if part == "out":
-        return f"{prefix}.2.{rest}"
-    block, _, inner = rest.partition(".")
-    return f"{prefix}.1.{block}.0.{inner}"
 
 
 def romp_to_ours(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
@@ -283,6 +269,8 @@ def load_backbone_weights(
     Keys listed in the backbone's ``ignored_pretrained_prefixes`` (HigherHRNet's heads, torchvision's ``fc``)
     are skipped and counted as ignored. Arguments and errors as in `load_network_weights`.
     """
+    if not os.path.isfile(path):
+        raise CheckpointError(missing_pretrained_message(path))
     state, _ = read_checkpoint(path, trust_pickle)
     fmt = _resolve_format(state, source_format, path)
     ignored: list[str] = []

@@ -15,7 +15,9 @@ from torch import nn
 from tqdm import tqdm
 
 from romp_hydra.batch import TARGET_KEYS
+from romp_hydra.config.schema import TrainerConfig
 from romp_hydra.losses.criterion import Criterion, gather_matched_targets
+from romp_hydra.models.model import PeoplePicker, forward_step, heads_in_graph, resolve_precision
 from romp_hydra.models.predictor import Predictor
 from romp_hydra.training.checkpointing import (
     BEST_NAME,
@@ -25,7 +27,6 @@ from romp_hydra.training.checkpointing import (
     restore_rng_state,
 )
 from romp_hydra.training.distributed import DistInfo, all_reduce_mean
-from romp_hydra.training.forward import people_from_maps, run_network
 
 log = logging.getLogger(__name__)
 
@@ -34,25 +35,8 @@ class TrainingDiverged(RuntimeError):
     """Too many consecutive non-finite losses: training cannot continue meaningfully."""
 
 
-@dataclass
-class LoopSettings:
-    epochs: int
-    max_steps: int | None
-    precision: str
-    channels_last: bool
-    grad_clip_norm: float | None
-    accumulate_steps: int
-    log_every_steps: int
-    vis_every_steps: int
-    val_every_steps: int
-    ckpt_every_steps: int
-    max_consecutive_nan: int
-    match_mode: str
-    center_threshold: float
-    top_k: int
-    val_metric: str | None = None
-    val_mode: str = "min"
-    val_at_start: bool = False
+class ValidationInterrupted(Exception):
+    """A stop signal arrived during a validation: the validation is abandoned so the checkpoint comes first."""
 
 
 @dataclass
@@ -75,31 +59,41 @@ class Trainer:
     Args:
         net: the ROMP network (maps from images).
         predictor: parameter vectors -> people (holds the body model).
+        picker: how people are picked from the maps (`cfg.model`).
         criterion: the weighted loss.
         optimizer, scheduler: built from `optim` (the scheduler steps once per epoch, as ROMP's).
         loader: a `MixtureLoader`: yields collated batches and advances its `MixtureSampler`, whose position is
             checkpointed.
-        device, settings, run_dir, tracker, dist: where and how.
-        validate: `validate(step) -> dict[str, float]` (metric name -> value), or None.
+        device, run_dir, tracker, dist: where.
+        settings: ``cfg.trainer`` as its schema object (`config.schema.TrainerConfig`).
+        validate: `validate(step) -> dict[str, float]` (metric name -> value), or None; its ``metric`` and
+            ``mode`` attributes (``cfg.val.metric`` / ``cfg.val.mode``) choose the best checkpoint.
         draw_train: `draw_train(batch, maps, people, step) -> None` saves/logs pictures, or None.
     """
 
-    def __init__(self, net: nn.Module, predictor: Predictor, criterion: Criterion, optimizer, scheduler, loader,
-                 device: torch.device, settings: LoopSettings, run_dir: Path, tracker, dist: DistInfo,
+    def __init__(self, net: nn.Module, predictor: Predictor, picker: PeoplePicker, criterion: Criterion, optimizer,
+                 scheduler, loader, device: torch.device, settings: TrainerConfig, run_dir: Path, tracker,
+                 dist: DistInfo,
                  validate: Callable[[int], dict] | None = None,
                  draw_train: Callable[..., None] | None = None,
                  checkpoint_extra: dict | None = None):
-        self.net, self.predictor, self.criterion = net, predictor, criterion
+        self.net, self.predictor, self.picker, self.criterion = net, predictor, picker, criterion
         self.optimizer, self.scheduler, self.loader = optimizer, scheduler, loader
         self.device, self.settings, self.run_dir = device, settings, Path(run_dir)
         self.tracker, self.dist = tracker, dist
         self.validate, self.draw_train = validate, draw_train
+        self.val_metric: str | None = getattr(validate, "metric", None)
+        self.val_mode: str = getattr(validate, "mode", "min")
         self.checkpoint_extra = checkpoint_extra or {}
         self.state = LoopState()
-        use_scaler = device.type == "cuda" and settings.precision == "fp16"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        # `mixed`: bf16 where the GPU has it, fp16 with a loss scaler otherwise; fp32 on the CPU.
+        self.precision = resolve_precision(settings.precision, device)
+        if self.precision != settings.precision:
+            log.info("trainer.precision=%s runs as %s on %s", settings.precision, self.precision, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and self.precision == "fp16")
         self.ckpt_dir = self.run_dir / "checkpoints"
         self._stop_signal: int | None = None
+        self._validating = False
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -141,6 +135,10 @@ class Trainer:
             if self._stop_signal is not None:  # second signal: stop immediately
                 raise KeyboardInterrupt
             self._stop_signal = signum
+            if self._validating:  # the checkpoint must not wait for a long validation
+                log.warning("received %s during validation: abandoning it, saving a checkpoint, then stopping",
+                            signal.Signals(signum).name)
+                raise ValidationInterrupted
             log.warning("received %s: saving a checkpoint at the end of this step, then stopping",
                         signal.Signals(signum).name)
 
@@ -153,17 +151,17 @@ class Trainer:
         return previous
 
     # -- one step ------------------------------------------------------------------------------------------------
-    def _forward_loss(self, batch: dict) -> tuple[torch.Tensor, dict, dict, Any]:
-        s = self.settings
+    def _forward_loss(self, batch: dict) -> tuple[torch.Tensor, dict, dict]:
+        """The loss of one batch and the model's output dict (maps and GT-matched people)."""
         targets = {key: batch[key].to(self.device, non_blocking=True) for key in TARGET_KEYS}
-        maps = run_network(self.net, batch["image"], self.device, s.precision, s.channels_last)
-        people, _ = people_from_maps(maps, self.predictor, centers=targets["centers"],
-                                     person_mask=targets["person_mask"], match_mode=s.match_mode,
-                                     threshold=s.center_threshold, top_k=s.top_k)
-        matched = gather_matched_targets(targets, people["batch_idx"], people["person_idx"])
-        total, terms = self.criterion(people, matched, maps["center_map"], targets["centermap"],
+        output = forward_step(self.net, self.predictor, batch["image"], self.device, self.picker,
+                              centers=targets["centers"], person_mask=targets["person_mask"],
+                              precision=self.precision, channels_last=self.settings.channels_last)
+        matched = gather_matched_targets(targets, output["batch_idx"], output["person_idx"])
+        total, terms = self.criterion(output, matched, output["center_map"], targets["centermap"],
                                       targets["all_persons_labelled"].bool())
-        return total, terms, maps, people
+        # Every head stays in the graph even when nothing was matched (DDP, find_unused_parameters=False).
+        return total + heads_in_graph(output), terms, output
 
     def _optimizer_step(self) -> None:
         if self.settings.grad_clip_norm:
@@ -201,7 +199,7 @@ class Trainer:
                 micro = 0
                 for batch in self.loader:
                     batch_size = int(batch["image"].shape[0])
-                    total, terms, maps, people = self._forward_loss(batch)  # the loader advances the sampler
+                    total, terms, output = self._forward_loss(batch)  # the loader advances the sampler
                     # The criterion leaves non-finite terms out of the total; such a step is still skipped.
                     finite = bool(torch.isfinite(total)) and all(math.isfinite(float(v)) for v in terms.values())
                     if not finite:
@@ -233,14 +231,18 @@ class Trainer:
                     if step % s.log_every_steps == 0 or step == 1:
                         self._log_window(window, progress)
                     if self.draw_train is not None and self.dist.is_main and (step % s.vis_every_steps == 0 or step == 1):
-                        self.draw_train(batch, maps, people, step)
-                    if self.validate is not None and step % s.val_every_steps == 0:
-                        self._run_validation()
+                        self.draw_train(batch, output, output, step)
+                    # A checkpoint comes before a validation, so a failing validation loses no steps.
                     if step % s.ckpt_every_steps == 0:
                         self.save()
                     if self._stop_signal is not None or (s.max_steps is not None and step >= s.max_steps):
                         stopped = True
                         break
+                    if self.validate is not None and step % s.val_every_steps == 0:
+                        self._run_validation()
+                        if self._stop_signal is not None:  # arrived during the validation
+                            stopped = True
+                            break
                 else:
                     # The epoch ran to its end: ROMP steps its MultiStepLR once per epoch.
                     self.state.epoch += 1
@@ -248,9 +250,13 @@ class Trainer:
                         self.scheduler.step()
             if window["count"]:
                 self._log_window(window, progress)
-            if self.validate is not None and self.state.last_val.get("step") != self.state.step:
-                self._run_validation()
+            # Save first: a stop signal must not wait for a validation, and a validation that fails must not
+            # lose the steps since the last periodic checkpoint.
             self.save()
+            if (self.validate is not None and self._stop_signal is None
+                    and self.state.last_val.get("step") != self.state.step):
+                self._run_validation()
+                self.save()  # with the final validation's metrics (and best value) in the loop state
         finally:
             progress.close()
             for signum, handler in previous_handlers.items():
@@ -282,18 +288,22 @@ class Trainer:
         if not self.dist.is_main:
             return
         self.net.eval()
+        self._validating = True
         try:
             metrics = self.validate(self.state.step)
+        except ValidationInterrupted:
+            return
         finally:
+            self._validating = False
             self.net.train()
         self.state.last_val = {**metrics, "step": self.state.step}
         self.tracker.log_metrics(metrics, step=self.state.step)
-        key = self.settings.val_metric
+        key = self.val_metric
         if key is None or key not in metrics or not math.isfinite(metrics[key]):
             return
         value = metrics[key]
         better = (self.state.best_value is None or
-                  (value < self.state.best_value if self.settings.val_mode == "min" else value > self.state.best_value))
+                  (value < self.state.best_value if self.val_mode == "min" else value > self.state.best_value))
         if better:
             self.state.best_value, self.state.best_step = value, self.state.step
             self.tracker.log_metrics({f"best/{key}": value}, step=self.state.step)

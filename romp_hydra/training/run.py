@@ -9,18 +9,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from romp_hydra.body.smpl import build_body_model
-from romp_hydra.evaluation.runner import Validator
-from romp_hydra.losses.criterion import Criterion
-from romp_hydra.models import build as build_network
+from romp_hydra.config import normalized_weights
+from romp_hydra.config.schema import TrainerConfig
 from romp_hydra.models.checkpoint import load_network_weights
-from romp_hydra.models.predictor import Predictor
+from romp_hydra.models.model import build_model
 from romp_hydra.tracking import build_tracker
 from romp_hydra.training.checkpointing import find_resume_checkpoint, load_checkpoint
 from romp_hydra.training.distributed import DistInfo, cleanup_distributed, init_distributed
-from romp_hydra.training.loop import LoopSettings, Trainer, TrainingDiverged
+from romp_hydra.training.loop import Trainer, TrainingDiverged
+from romp_hydra.training.validation import Validator
 from romp_hydra.viz.panels import TrainingPictures
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def run_directory(cfg: DictConfig) -> Path:
     """Hydra's output directory for this job (cfg.paths.output_dir, which defaults to it)."""
     try:
         return Path(cfg.paths.output_dir)
-    except Exception:  # composed without @hydra.main (tests, notebooks): no runtime output dir
+    except Exception:  # noqa: BLE001  (composed without @hydra.main: tests, notebooks; no runtime output dir)
         return Path(HydraConfig.get().run.dir)
 
 
@@ -83,22 +83,21 @@ def train(cfg: DictConfig) -> float | None:
     _attach_log_file(run_dir, cfg.task_name)
     log.info("run directory: %s | device: %s | world size %d", run_dir, device, dist.world_size)
 
-    body_model = build_body_model(cfg.body_model.kind, cfg.body_model.model_dir, gender=cfg.body_model.gender,
-                                  root_align=False).to(device)
-    predictor = Predictor(body_model, root_align=bool(cfg.body_model.root_align)).to(device)
-    net = build_network(cfg).to(device)
+    net, predictor, picker = build_model(cfg, device)
     if cfg.ckpt_path and resume_ckpt is None:
         report = load_network_weights(net, cfg.ckpt_path)
         log.info("fine-tuning from %s: %s", cfg.ckpt_path, report.summary())
     if device.type == "cuda" and cfg.trainer.channels_last:
         net = net.to(memory_format=torch.channels_last)
+    if cfg.trainer.compile:
+        net.compile()  # in place: the module, its state_dict keys and DDP wrapping stay as they are
+        log.info("trainer.compile=true: the network runs under torch.compile (the first steps compile it)")
     if dist.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
-    criterion = Criterion(**{k: v for k, v in OmegaConf.to_container(cfg.loss, resolve=True).items()
-                             if k != "_target_"}).to(device)
-    optimizer = hydra_instantiate(cfg.optim.optimizer)(params=[p for p in net.parameters() if p.requires_grad])
-    scheduler = hydra_instantiate(cfg.optim.scheduler)(optimizer=optimizer) if cfg.optim.get("scheduler") else None
+    criterion = instantiate(cfg.loss, _convert_="all").to(device)
+    optimizer = instantiate(cfg.optim.optimizer)(params=[p for p in net.parameters() if p.requires_grad])
+    scheduler = instantiate(cfg.optim.scheduler)(optimizer=optimizer) if cfg.optim.get("scheduler") else None
 
     from romp_hydra.data.loader import build_train_loader  # data imports OpenCV; keep it after the model
 
@@ -106,22 +105,13 @@ def train(cfg: DictConfig) -> float | None:
 
     tracker = build_tracker(cfg, rank=dist.rank)
     checkpoint_state = load_checkpoint(resume_ckpt) if resume_ckpt is not None else None
-    pictures = TrainingPictures(run_dir, tracker, faces=body_model.faces.cpu().numpy(),
+    pictures = TrainingPictures(run_dir, tracker, faces=predictor.body_model.faces.cpu().numpy(),
                                 input_size=int(cfg.data.input_size))
     validator = Validator.from_config(cfg, net, predictor, device, pictures=pictures) if cfg.get("val") else None
 
-    settings = LoopSettings(
-        epochs=int(cfg.trainer.epochs), max_steps=cfg.trainer.max_steps, precision=cfg.trainer.precision,
-        channels_last=bool(cfg.trainer.channels_last), grad_clip_norm=cfg.trainer.grad_clip_norm,
-        accumulate_steps=int(cfg.trainer.accumulate_steps), log_every_steps=int(cfg.trainer.log_every_steps),
-        vis_every_steps=int(cfg.trainer.vis_every_steps), val_every_steps=int(cfg.trainer.val_every_steps),
-        ckpt_every_steps=int(cfg.trainer.ckpt_every_steps), max_consecutive_nan=int(cfg.trainer.max_consecutive_nan),
-        match_mode=cfg.model.get("matching", "nearest_peak"), center_threshold=float(cfg.model.get("center_threshold", 0.2)),
-        top_k=int(cfg.model.get("max_detections", 64)),
-        val_metric=cfg.val.metric if cfg.get("val") else None, val_mode=cfg.val.mode if cfg.get("val") else "min",
-        val_at_start=bool(cfg.trainer.val_at_start),
-    )
-    trainer = Trainer(net, predictor, criterion, optimizer, scheduler, loader, device, settings, run_dir, tracker, dist,
+    settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)  # the schema object: types checked, one source
+    trainer = Trainer(net, predictor, picker, criterion, optimizer, scheduler, loader, device, settings, run_dir,
+                      tracker, dist,
                       validate=validator, draw_train=pictures.draw_train,
                       checkpoint_extra={"config": OmegaConf.to_container(cfg, resolve=False)})
     if checkpoint_state is not None:
@@ -129,6 +119,8 @@ def train(cfg: DictConfig) -> float | None:
 
     # The run opens only once everything is built, so a failure above leaves no run stuck in RUNNING.
     trainer.state.tracker_run_id = tracker.start(cfg, run_dir, resume_run_id=trainer.state.tracker_run_id)
+    # The weights the sampler draws with (`mixture.<member>`): the ones that compare across sweep jobs.
+    tracker.log_params({"mixture": normalized_weights(cfg.sampling, list(cfg.dataset.members))})
     status = "FAILED"
     try:
         final = trainer.fit()
@@ -143,7 +135,7 @@ def train(cfg: DictConfig) -> float | None:
                             step=trainer.state.step)
         tracker.finish(status)
         cleanup_distributed(dist)
-    return objective(final, settings.val_metric, trainer)
+    return objective(final, trainer.val_metric, trainer)
 
 
 def objective(final: dict, metric: str | None, trainer: Trainer) -> float | None:
@@ -152,13 +144,7 @@ def objective(final: dict, metric: str | None, trainer: Trainer) -> float | None
         return None
     value = trainer.state.best_value if trainer.state.best_value is not None else final.get(metric)
     if value is None or not math.isfinite(value):
-        worst = FAILED_OBJECTIVE if trainer.settings.val_mode == "min" else -FAILED_OBJECTIVE
+        worst = FAILED_OBJECTIVE if trainer.val_mode == "min" else -FAILED_OBJECTIVE
         log.warning("no finite %s was measured (e.g. nothing detected yet); the sweep objective is %g", metric, worst)
         return worst
     return float(value)
-
-
-def hydra_instantiate(node):
-    from hydra.utils import instantiate
-
-    return instantiate(node)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from romp_hydra.metrics.detection import DetectionCounts, detection_counts
-from romp_hydra.metrics.matching import gt_center_cells, match_gt_to_predictions
+from romp_hydra.models.parser import gt_center_cells, match_gt_to_predictions
 
 C = 64
 
@@ -31,8 +31,8 @@ def scene():
 
 
 def test_gt_center_cells_follow_romp_quantisation():
-    cells = gt_center_cells(np.array([[-1.0, -1.0], [1.0, 1.0], _norm(3, 7)]), C)
-    np.testing.assert_array_equal(cells, [[0, 0], [63, 63], [3, 7]])
+    _, _, cells = gt_center_cells(torch.tensor([[[-1.0, -1.0], [1.0, 1.0], _norm(3, 7)]]), None, C)
+    np.testing.assert_array_equal(cells.numpy(), [[0, 0], [63, 63], [3, 7]])
 
 
 def test_nearest_center_with_a_miss_and_a_false_positive(scene):
@@ -67,12 +67,12 @@ def test_shared_detection_versus_one_to_one():
 
 def test_gt_center_mode_reads_the_cells_under_gt(scene):
     centers, pred_batch, pred_yx = scene
-    result = match_gt_to_predictions(centers, None, None, C, method="gt_center")
+    result = match_gt_to_predictions(centers, None, None, C, mode="gt_center")
     assert result.sample_yx.tolist() == [[10, 10], [40, 40], [20, 30]]
     assert result.pred_idx.tolist() == [-1, -1, -1]
     assert result.num_missed == 0 and result.num_false_positives == 0
-    with pytest.raises(ValueError, match="method must be one of"):
-        match_gt_to_predictions(centers, pred_batch, pred_yx, C, method="iou")
+    with pytest.raises(ValueError, match="use one of nearest_center, gt_center"):
+        match_gt_to_predictions(centers, pred_batch, pred_yx, C, mode="iou")
 
 
 def test_person_mask_restricts_gt(scene):

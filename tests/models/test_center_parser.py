@@ -75,9 +75,9 @@ def gt_batch() -> tuple[torch.Tensor, torch.Tensor]:
     return centers, person_mask
 
 
-def test_nearest_peak_matching_on_a_hand_made_case():
+def test_nearest_center_matching_on_a_hand_made_case():
     centers, person_mask = gt_batch()
-    matched = match_to_gt(planted_map(), centers, person_mask, mode="nearest_peak")
+    matched = match_to_gt(planted_map(), centers, person_mask, mode="nearest_center")
     assert matched.batch_idx.tolist() == [0, 0]
     assert matched.person_idx.tolist() == [0, 1]
     assert matched.center_yx.tolist() == [[6, 6], [2, 3]]
@@ -85,7 +85,7 @@ def test_nearest_peak_matching_on_a_hand_made_case():
     assert matched.gt_mask(2, 4).tolist() == [[True, True, False, False], [False, False, False, False]]
 
 
-def test_nearest_peak_ties_go_to_the_stronger_peak_and_peaks_can_be_shared():
+def test_nearest_center_ties_go_to_the_stronger_peak_and_peaks_can_be_shared():
     maps = torch.zeros(1, 1, C, C)
     maps[0, 0, 2, 1] = 0.4
     maps[0, 0, 2, 6] = 0.8
@@ -135,7 +135,7 @@ def test_sample_params_reads_the_selected_cells():
 def test_bad_arguments_name_the_fix():
     with pytest.raises(ValueError, match="B x 1 x H x W"):
         parse(torch.zeros(1, C, C))
-    with pytest.raises(ValueError, match="nearest_peak"):
+    with pytest.raises(ValueError, match="nearest_center"):
         match_to_gt(
             torch.zeros(1, 1, C, C), torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool), mode="closest"
         )
