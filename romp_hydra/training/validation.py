@@ -8,10 +8,12 @@ import torch
 from torch import nn
 
 from romp_hydra.config.errors import ConfigError
+from romp_hydra.evaluation.baseline import MeanBaseline
 from romp_hydra.evaluation.protocols import Protocol, protocol_from_config
 from romp_hydra.evaluation.runner import ChainedLoaders, evaluate_batches
 from romp_hydra.models.model import resolve_precision
 from romp_hydra.models.predictor import Predictor
+from romp_hydra.viz.curves import LearningCurve
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +34,16 @@ class Validator:
         num_pictures: int = 4,
         metric: str | None = None,
         mode: str = "min",
+        baseline: MeanBaseline | None = None,
+        curve: LearningCurve | None = None,
     ):
         self.loader, self.net, self.predictor, self.protocol = loader, net, predictor, protocol
         self.device, self.precision, self.max_batches = device, precision, max_batches
         self.pictures, self.num_pictures = pictures, num_pictures
         # The metric that picks the best checkpoint (and the sweep objective), and whether lower is better.
         self.metric, self.mode = metric, mode
+        # The mean person's errors, reported beside the model's (val.baseline), and the run's learning curve.
+        self.baseline, self.curve = baseline, curve
 
     @classmethod
     def from_config(
@@ -70,6 +76,9 @@ class Validator:
             num_pictures=int(cfg.val.get("num_pictures", 4)),
             metric=cfg.val.get("metric"),
             mode=cfg.val.get("mode", "min"),
+            baseline=MeanBaseline.from_config(cfg),
+            curve=(LearningCurve(pictures.run_dir, pictures.tracker, cfg.get("task_name", ""))
+                   if pictures is not None else None),
         )
 
     def __call__(self, step: int) -> dict[str, float]:
@@ -93,5 +102,9 @@ class Validator:
         metrics = {
             k: v for k, v in result.metrics("val/").items() if isinstance(v, float) and not math.isnan(v)
         }
+        if self.baseline is not None:
+            metrics.update(self.baseline.metrics(self.loader, self.predictor, self.protocol, self.device))
+        if self.curve is not None:
+            self.curve.update(step, metrics)
         log.info("validation at step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         return metrics

@@ -151,11 +151,12 @@ def test_second_construction_reuses_the_cache(solo, make_source):
     assert again.folder == solo.folder and annotations.stat().st_mtime_ns == before
 
 
-def test_changed_options_regenerate_the_cache(make_source, tmp_path):
+def test_changed_options_generate_their_own_cache_and_keep_the_other(make_source, tmp_path):
     first = make_source(SyntheticSolo, root=tmp_path, num_samples=2)
     old_hash = json.loads((first.folder / "meta.json").read_text())["hash"]
     second = make_source(SyntheticSolo, root=tmp_path, num_samples=2, image_size_range=(64, 72))
-    assert second.folder == first.folder
+    # Two runs with different scene settings must not evict (or read) each other's images.
+    assert second.folder != first.folder and (first.folder / cache.ANNOTATION_FILE).is_file()
     assert json.loads((second.folder / "meta.json").read_text())["hash"] != old_hash
     assert 64 <= second.get_image_info(0)["image"].shape[0] <= 72
 

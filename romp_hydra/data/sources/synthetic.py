@@ -33,6 +33,7 @@ class SyntheticSource(SourceDataset):
         image_size_range: inclusive (min, max) pixels for the width and the height (drawn independently);
             None keeps the variant's default.
         people_range: inclusive (min, max) people per image; None keeps the variant's default.
+        pose_space: 'prototypes' or 'uniform' (see ``generator.SceneConfig``); None keeps the variant's default.
         body_model_dir: folder of the body model that poses the meshes; the stand-in model is written there
             if missing. Default: ``<root>/standin_smpl``.
         body_model_kind: 'standin' (default) or 'smpl' (needs the licensed files in body_model_dir).
@@ -57,6 +58,7 @@ class SyntheticSource(SourceDataset):
         seed: int = 0,
         image_size_range: Sequence[int] | None = None,
         people_range: Sequence[int] | None = None,
+        pose_space: str | None = None,
         body_model_dir: str | Path | None = None,
         body_model_kind: str = "standin",
         num_workers: int = 2,
@@ -69,6 +71,8 @@ class SyntheticSource(SourceDataset):
             overrides["image_size_range"] = _int_pair("image_size_range", image_size_range)
         if people_range is not None:
             overrides["people_range"] = _int_pair("people_range", people_range)
+        if pose_space is not None:
+            overrides["pose_space"] = str(pose_space)
         self.scene_config: SceneConfig = dataclasses.replace(VARIANTS[self.variant], **overrides)
         self.num_samples = int(num_samples)
         self.seed = int(seed)

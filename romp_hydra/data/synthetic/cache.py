@@ -1,6 +1,8 @@
 """Generate a synthetic split once and keep it on disk; later runs (and DataLoader workers) only read it.
 
-Layout of one cached split, ``<root>/<variant>_<split>_<seed>_<num_samples>/``::
+Layout of one cached split, ``<root>/<variant>_<split>_<seed>_<num_samples>_<hash>/`` (``hash``: the first
+characters of the request's hash, so two requests that differ only in scene settings or generator version
+never share, and never evict each other's, folder)::
 
     images/000000.jpg ...      the rendered images
     annotations.npz            a ``romp_hydra.data.store.PackedStore`` (plain arrays, no pickle); image
@@ -59,6 +61,7 @@ SPLITS = ("train", "val", "test")
 ANNOTATION_FILE = "annotations.npz"
 META_FILE = "meta.json"
 _JPEG_QUALITY = 95
+_HASH_CHARS = 10
 # Below this many samples per process, starting worker processes costs more than it saves.
 _MIN_SAMPLES_PER_WORKER = 32
 # fork on Linux (as DataLoader workers): the children need not re-import the caller's main module, which
@@ -73,8 +76,9 @@ def sample_rng(seed: int, split: str, variant: str, index: int) -> np.random.Gen
     return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
-def cache_folder_name(variant: str, split: str, seed: int, num_samples: int) -> str:
-    return f"{variant}_{split}_{seed}_{num_samples}"
+def cache_folder_name(variant: str, split: str, seed: int, num_samples: int, request_hash: str = "") -> str:
+    name = f"{variant}_{split}_{seed}_{num_samples}"
+    return f"{name}_{request_hash[:_HASH_CHARS]}" if request_hash else name
 
 
 def ensure_body_model_files(kind: str, model_dir: str | Path) -> Path:
@@ -130,7 +134,6 @@ def ensure_synthetic_split(
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    folder = root / cache_folder_name(variant, split, seed, num_samples)
 
     body_model_dir = ensure_body_model_files(body_model_kind, body_model_dir)
     request = {
@@ -143,6 +146,7 @@ def ensure_synthetic_split(
         "body_model": {"kind": body_model_kind, "fingerprint": _folder_fingerprint(body_model_dir)},
     }
     request["hash"] = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    folder = root / cache_folder_name(variant, split, seed, num_samples, request["hash"])
     if _is_valid(folder, request["hash"]):
         return folder
 

@@ -22,13 +22,19 @@ import torch
 
 from romp_hydra.body.joint_sets import ROOT_JOINTS, SMPL24_PARENTS, TORSO_JOINTS
 from romp_hydra.data.synthetic.backgrounds import random_background, random_color
-from romp_hydra.data.synthetic.poses import sample_betas, sample_body_pose, sample_global_orient
+from romp_hydra.data.synthetic.poses import (
+    POSE_SPACES,
+    sample_betas,
+    sample_body_pose,
+    sample_global_orient,
+    sample_prototype_pose,
+)
 from romp_hydra.viz.render import PinholeCamera, render_meshes
 
 __all__ = ["GENERATOR_VERSION", "VARIANTS", "SceneConfig", "SceneGenerator", "SyntheticSample"]
 
 # Bump whenever a change alters the generated images or annotations: it invalidates every cache.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: poses drawn around everyday prototypes (pose_space='prototypes')
 
 NUM_BETAS = 10
 _PLACEMENT_ATTEMPTS = 30
@@ -49,8 +55,13 @@ class SceneConfig:
         outside_prob: probability that a person is placed straddling an image border (partly outside).
         yaw_range_deg: people turn by up to this much away from facing the camera.
         back_facing_prob: probability of a person turned by a further 180 degrees (seen from behind).
+        pose_space: 'prototypes' (default): poses near a few everyday poses (standing, walking, sitting, ...,
+            ``poses.sample_prototype_pose``), so that what a person does can be seen and learnt; 'uniform':
+            independent joint angles within the limits (``poses.sample_body_pose``), for which the mean pose is
+            close to the best any image-based regressor can do (the version-1 data).
+        pose_noise_deg: Gaussian noise on every joint angle around the prototypes ('prototypes' only).
         pose_amplitude_range: how far poses go from a relaxed standing pose towards random poses within
-            the joint limits (see ``poses.sample_body_pose``).
+            the joint limits ('uniform' only, see ``poses.sample_body_pose``).
         fov_range_deg: horizontal-or-vertical (whichever side is longer) field of view of the camera.
         min_center_distance: two people's torso centres are at least this times the smaller person's
             projected height apart, so every person keeps a centre of its own.
@@ -63,6 +74,8 @@ class SceneConfig:
     outside_prob: float
     yaw_range_deg: float
     back_facing_prob: float
+    pose_space: str = "prototypes"
+    pose_noise_deg: float = 10.0
     pose_amplitude_range: tuple[float, float] = (0.2, 1.0)
     fov_range_deg: tuple[float, float] = (45.0, 65.0)
     min_center_distance: float = 0.0
@@ -76,6 +89,8 @@ class SceneConfig:
             raise ValueError(
                 f"image_size_range must be (min, max) pixels with 32 <= min <= max, got {self.image_size_range}"
             )
+        if self.pose_space not in POSE_SPACES:
+            raise ValueError(f"pose_space must be one of {POSE_SPACES}, got {self.pose_space!r}")
         low, high = self.person_height_range
         if not 0 < low <= high:
             raise ValueError(
@@ -232,7 +247,10 @@ class SceneGenerator:
         params = np.empty((count, 76), np.float32)
         for i in range(count):
             params[i, :3] = sample_global_orient(rng, config.yaw_range_deg, config.back_facing_prob)
-            params[i, 3:66] = sample_body_pose(rng, config.pose_amplitude_range)
+            if config.pose_space == "prototypes":
+                params[i, 3:66] = sample_prototype_pose(rng, config.pose_noise_deg)
+            else:
+                params[i, 3:66] = sample_body_pose(rng, config.pose_amplitude_range)
             params[i, 66:] = sample_betas(rng, NUM_BETAS)
         return params
 

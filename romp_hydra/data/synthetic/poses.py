@@ -19,10 +19,13 @@ __all__ = [
     "BODY_JOINT_LIMITS",
     "BODY_TO_CAMERA",
     "NUM_BODY_JOINTS",
+    "POSE_PROTOTYPES",
+    "POSE_SPACES",
     "REST_POSE",
     "sample_betas",
     "sample_body_pose",
     "sample_global_orient",
+    "sample_prototype_pose",
 ]
 
 NUM_BODY_JOINTS = 21  # SMPL joints 1..21; the hands (22, 23) are not part of ROMP's 66 pose values
@@ -64,6 +67,82 @@ REST_POSE[16 - 1] = np.deg2rad([0, 0, -70])
 REST_POSE[17 - 1] = np.deg2rad([0, 0, 70])
 REST_POSE[18 - 1] = np.deg2rad([0, -10, 0])
 REST_POSE[19 - 1] = np.deg2rad([0, 10, 0])
+
+# Everyday poses people are seen in, as (x, y, z) degrees per joint on the LEFT side and the spine (the
+# right side mirrors them: same x, negated y and z) plus explicit right-side entries where the two differ.
+# Real people move within such a low-dimensional pose space; independent uniform joint angles do not look
+# like people and make the mean pose the best answer a regressor can give (docs/synthetic_benchmark.md).
+_L_HIP, _R_HIP, _SPINE1, _L_KNEE, _R_KNEE, _SPINE2, _SPINE3 = 1, 2, 3, 4, 5, 6, 9
+_NECK, _HEAD, _L_SHOULDER, _R_SHOULDER, _L_ELBOW, _R_ELBOW = 12, 15, 16, 17, 18, 19
+_MIRROR = {1: 2, 2: 1, 4: 5, 5: 4, 7: 8, 8: 7, 10: 11, 11: 10, 13: 14, 14: 13, 16: 17, 17: 16, 18: 19, 19: 18,
+           20: 21, 21: 20}  # fmt: skip
+_ARMS_DOWN = {_L_SHOULDER: (0, 0, -70), _L_ELBOW: (0, -10, 0)}
+_PROTOTYPES_DEG: dict[str, dict[int, tuple[float, float, float]]] = {
+    "stand": {**_ARMS_DOWN},
+    "arms_out": {_L_SHOULDER: (0, 0, -5), _L_ELBOW: (0, -5, 0)},
+    "arms_up": {_L_SHOULDER: (0, -10, 30), _L_ELBOW: (0, -25, 0), _HEAD: (-10, 0, 0)},
+    "reach_forward": {_L_SHOULDER: (0, -70, -15), _L_ELBOW: (0, -10, 0), _SPINE1: (10, 0, 0)},
+    "guard": {_L_SHOULDER: (0, -45, -60), _L_ELBOW: (0, -125, 0), _L_HIP: (-15, 0, 5), _L_KNEE: (20, 0, 0),
+              _SPINE1: (10, 0, 0)},
+    "akimbo": {_L_SHOULDER: (0, 10, -45), _L_ELBOW: (0, -95, 0)},
+    "walk": {_L_HIP: (-30, 0, 3), _L_KNEE: (10, 0, 0), _R_HIP: (15, 0, -3), _R_KNEE: (35, 0, 0),
+             _L_SHOULDER: (0, 20, -75), _L_ELBOW: (0, -15, 0), _R_SHOULDER: (0, 25, 75), _R_ELBOW: (0, 30, 0)},
+    "run": {_L_HIP: (-65, 0, 0), _L_KNEE: (70, 0, 0), _R_HIP: (20, 0, 0), _R_KNEE: (100, 0, 0),
+            _SPINE1: (12, 0, 0), _L_SHOULDER: (0, 25, -65), _L_ELBOW: (0, -90, 0), _R_SHOULDER: (0, 50, 65),
+            _R_ELBOW: (0, 90, 0)},
+    "side_step": {_L_HIP: (0, 0, 30), _R_HIP: (0, 0, -10), _L_SHOULDER: (0, 0, -40), _L_ELBOW: (0, -10, 0)},
+    "knee_up": {_L_HIP: (-80, 0, 0), _L_KNEE: (100, 0, 0), _R_HIP: (0, 0, 0), _R_KNEE: (0, 0, 0), _L_SHOULDER: (0, 0, -30),
+                _R_SHOULDER: (0, 0, 30)},
+    "point": {_R_SHOULDER: (0, 10, -30), _R_ELBOW: (0, 100, 0), _L_SHOULDER: (0, 0, -70), _NECK: (0, -15, 0)},
+    "sit": {_L_HIP: (-85, 0, 5), _L_KNEE: (90, 0, 0), _L_SHOULDER: (0, -35, -65), _L_ELBOW: (0, -60, 0)},
+    "squat": {_L_HIP: (-90, 0, 15), _L_KNEE: (115, 0, 0), _SPINE1: (25, 0, 0), _SPINE2: (10, 0, 0),
+              _L_SHOULDER: (0, -60, -40), _L_ELBOW: (0, -20, 0)},
+    "kneel": {_L_HIP: (-90, 0, 0), _L_KNEE: (90, 0, 0), _R_HIP: (10, 0, 0), _R_KNEE: (110, 0, 0),
+              _L_SHOULDER: (0, 0, -70), _R_SHOULDER: (0, 0, 70)},
+    "bow": {_SPINE1: (25, 0, 0), _SPINE2: (15, 0, 0), _SPINE3: (12, 0, 0), _L_SHOULDER: (0, -40, -70),
+            _NECK: (15, 0, 0)},
+}
+
+
+def _prototype_pose(joints_deg: dict[int, tuple[float, float, float]]) -> np.ndarray:
+    """(21, 3) radians: left-side entries mirrored onto the right unless the right side is given."""
+    pose = np.zeros((NUM_BODY_JOINTS + 1, 3))
+    for joint, (x, y, z) in joints_deg.items():
+        pose[joint] = (x, y, z)
+        mirror = _MIRROR.get(joint)
+        if mirror is not None and mirror > joint and mirror not in joints_deg:
+            pose[mirror] = (x, -y, -z)
+    return np.clip(np.deg2rad(pose[1:]), BODY_JOINT_LIMITS[..., 0], BODY_JOINT_LIMITS[..., 1])
+
+
+# name -> (21, 3) radians, inside BODY_JOINT_LIMITS.
+POSE_PROTOTYPES: dict[str, np.ndarray] = {name: _prototype_pose(j) for name, j in _PROTOTYPES_DEG.items()}
+_PROTOTYPE_STACK = np.stack(list(POSE_PROTOTYPES.values()))
+_MIRROR_ROWS = [(_MIRROR.get(j, j)) - 1 for j in range(1, NUM_BODY_JOINTS + 1)]
+
+# How body poses are drawn (SceneConfig.pose_space).
+POSE_SPACES = ("prototypes", "uniform")
+
+
+def sample_prototype_pose(
+    rng: np.random.Generator, noise_deg: float = 10.0, blend_prob: float = 0.5
+) -> np.ndarray:
+    """A (63,) axis-angle body pose near one of ``POSE_PROTOTYPES``, within ``BODY_JOINT_LIMITS``.
+
+    One prototype is drawn uniformly, mirrored left/right with probability 1/2, blended with a second one
+    (weight ``U(0, 0.5)``) with probability ``blend_prob``, and every component gets Gaussian noise of
+    ``noise_deg`` degrees before clipping to the limits: a continuous pose space around a few modes.
+    """
+    count = len(_PROTOTYPE_STACK)
+    pose = _PROTOTYPE_STACK[int(rng.integers(count))]
+    if rng.random() < blend_prob:
+        weight = rng.uniform(0.0, 0.5)
+        pose = (1.0 - weight) * pose + weight * _PROTOTYPE_STACK[int(rng.integers(count))]
+    if rng.random() < 0.5:
+        pose = pose[_MIRROR_ROWS] * np.array([1.0, -1.0, -1.0])
+    pose = pose + rng.normal(0.0, np.deg2rad(noise_deg), size=pose.shape)
+    return np.clip(pose, BODY_JOINT_LIMITS[..., 0], BODY_JOINT_LIMITS[..., 1]).reshape(-1)
+
 
 # SMPL's rest frame is y-up and faces +z; the camera frame is x right, y down, z forward. Rotating 180
 # degrees about x maps one onto the other and turns a body facing +z into one facing the camera.
