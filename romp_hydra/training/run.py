@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from romp_hydra.config import normalized_weights
 from romp_hydra.config.schema import TrainerConfig
+from romp_hydra.models.backbones.pretrained import initialisation_tag
 from romp_hydra.models.checkpoint import load_network_weights
 from romp_hydra.models.model import build_model
 from romp_hydra.tracking import build_tracker
@@ -119,6 +120,10 @@ def train(cfg: DictConfig) -> float | None:
 
     # The run opens only once everything is built, so a failure above leaves no run stuck in RUNNING.
     trainer.state.tracker_run_id = tracker.start(cfg, run_dir, resume_run_id=trainer.state.tracker_run_id)
+    if resume_ckpt is None:  # a resumed run keeps the tag of how it started
+        init = initialisation_tag(cfg.backbone.get("pretrained"), cfg.ckpt_path)
+        log.info("initialisation: %s", init)
+        tracker.set_tags({"init": init})
     # The weights the sampler draws with (`mixture.<member>`): the ones that compare across sweep jobs.
     tracker.log_params({"mixture": normalized_weights(cfg.sampling, list(cfg.dataset.members))})
     status = "FAILED"

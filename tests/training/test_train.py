@@ -99,6 +99,7 @@ def test_mlflow_run_holds_params_metrics_and_pictures(compose_cfg, tmp_path):
     assert run.data.params["data.input_size"] == "64"
     assert float(run.data.params["mixture.synth_solo"]) == pytest.approx(0.5)
     assert run.data.tags["body_model"] == "standin"
+    assert run.data.tags["init"] == "scratch"  # which weights the run started from (quickstart: ROMP's init)
     assert "train/loss" in run.data.metrics and "val/mpjpe" in run.data.metrics
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "pictures")]
     assert any("train" in path for path in artifacts), artifacts
