@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,8 +94,6 @@ def check_output_dir(out: str | Path) -> list[str]:
     if out.exists() and not out.is_dir():
         return [f"out={out}: is a file\n  fix: give a folder (created if missing)"]
     parent = next((p for p in [out, *out.parents] if p.exists()), None)
-    import os
-
     if parent is None or not os.access(parent, os.W_OK):
         return [f"out={out}: cannot create or write it\n  fix: give a folder you can write to"]
     return []
