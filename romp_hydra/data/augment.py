@@ -277,10 +277,6 @@ def rotate_flip_points3d(points: np.ndarray, rotation_deg: float, flip: bool) ->
     return out
 
 
-def _grayscale(image: np.ndarray) -> np.ndarray:
-    return image @ _GRAY_WEIGHTS
-
-
 def color_jitter(
     image: np.ndarray, factors: tuple[float, float, float], order: Sequence[int] = (0, 1, 2),
 ) -> np.ndarray:
