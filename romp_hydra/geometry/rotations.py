@@ -270,11 +270,25 @@ def rotate_global_orient_np(global_orient: np.ndarray, deg: float) -> np.ndarray
         raise ValueError(
             f"rotate_global_orient_np expects axis-angle of shape [..., 3], got {global_orient.shape}"
         )
-    rotation = torch.from_numpy(inplane_rotation_matrix_np(deg))
-    with torch.no_grad():
-        root = axis_angle_to_rotmat(torch.from_numpy(global_orient.astype(np.float64)))
-        rotated = rotmat_to_axis_angle(rotation @ root)
-    return rotated.numpy().astype(global_orient.dtype if global_orient.dtype.kind == "f" else np.float64)
+    # Composed as quaternions, M's = (cos h, 0, 0, -sin h) with h = rad/2: a few numpy ops instead of ~50
+    # tiny torch kernels on the data path (the same float32 values as through rotation matrices).
+    root = global_orient.astype(np.float64)
+    angle = np.linalg.norm(root, axis=-1)
+    root_w = np.cos(0.5 * angle)
+    root_x, root_y, root_z = np.moveaxis(root * (0.5 * np.sinc(angle / (2.0 * np.pi)))[..., None], -1, 0)
+    half = 0.5 * np.deg2rad(float(deg))
+    cos_h, sin_h = np.cos(half), -np.sin(half)
+    w = cos_h * root_w - sin_h * root_z
+    xyz = np.stack((cos_h * root_x - sin_h * root_y, cos_h * root_y + sin_h * root_x,
+                    cos_h * root_z + sin_h * root_w), axis=-1)
+    sign = np.where(w < 0.0, -1.0, 1.0)  # q and -q are the same rotation; w >= 0 puts the angle in [0, pi]
+    w, xyz = w * sign, xyz * sign[..., None]
+    sin_half = np.linalg.norm(xyz, axis=-1)
+    small = sin_half * sin_half < _SMALL_SIN_HALF_SQ
+    safe_w = np.where(small, w, 1.0)
+    ratio = np.where(small, 2.0 / safe_w, 2.0 * np.arctan2(sin_half, w) / np.where(small, 1.0, sin_half))
+    rotated = xyz * ratio[..., None]
+    return rotated.astype(global_orient.dtype if global_orient.dtype.kind == "f" else np.float64)
 
 
 def flip_smpl_pose_np(pose: np.ndarray) -> np.ndarray:
