@@ -41,6 +41,9 @@ PARAM_SEGMENTS: tuple[tuple[str, slice, int], ...] = (
     ("body_pose", slice(3, NUM_POSE_PARAMS), masks.VMASK_3D_BODY_POSE),
     ("betas", slice(NUM_POSE_PARAMS, NUM_PARAMS), masks.VMASK_3D_BETAS),
 )
+# The segments tile [0, NUM_PARAMS) in order: each params column's vmask_3d column, for whole-array checks.
+_PARAM_COLUMN_FLAG = np.repeat([column for _, _, column in PARAM_SEGMENTS],
+                               [segment.stop - segment.start for _, segment, _ in PARAM_SEGMENTS])
 
 
 class ImgInfoError(ValueError):
@@ -246,10 +249,13 @@ def _check_track_ids(check: _Checker, track_ids: Any, track_valid: np.ndarray) -
                 "give ids or set vmask_2d[:, 1] = False",
             )
         return np.full(num_persons, -1, dtype=np.int64)
-    raw = check.array("track_ids", track_ids, dtype=np.float64)
-    check.shape("track_ids", raw, (num_persons,), "one id per person")
-    if np.any(raw != np.round(raw)):
-        raise check.fail("track_ids", f"has non-integer values {raw[raw != np.round(raw)][:3].tolist()}")
+    if isinstance(track_ids, np.ndarray) and track_ids.dtype.kind in "iu" and track_ids.shape == (num_persons,):
+        raw = track_ids  # integer ids (a packed store's): finite and whole by type
+    else:
+        raw = check.array("track_ids", track_ids, dtype=np.float64)
+        check.shape("track_ids", raw, (num_persons,), "one id per person")
+        if np.any(raw != np.round(raw)):
+            raise check.fail("track_ids", f"has non-integer values {raw[raw != np.round(raw)][:3].tolist()}")
     ids = np.where(track_valid, raw, -1).astype(np.int64)
     if np.any(ids[track_valid] < 0):
         raise check.fail("track_ids", "has negative ids for persons marked tracked (vmask_2d[:, 1]); ids are >= 0")
@@ -292,6 +298,8 @@ def _check_kp3ds(check: _Checker, kp3ds: Any, kp3d_valid: np.ndarray) -> np.ndar
             "give (54, 3) metres or clear the flag",
         )
     rows[~kp3d_valid] = KP_MISSING  # unflagged rows are not targets; keep the normal form clean
+    if np.abs(rows).max(initial=0.0) < MAX_ABS_METRES:  # the usual case, in one pass (|KP_MISSING| is below)
+        return rows
     implausible = (np.abs(rows) >= MAX_ABS_METRES) & (rows != KP_MISSING)
     if implausible.any():
         person, joint, _ = (int(v) for v in np.argwhere(implausible)[0])
@@ -305,7 +313,11 @@ def _check_kp3ds(check: _Checker, kp3ds: Any, kp3d_valid: np.ndarray) -> np.ndar
 def _check_params(check: _Checker, params: Any, vmask_3d: np.ndarray) -> np.ndarray:
     num_persons = vmask_3d.shape[0]
     rows, present = _per_person_rows(check, "params", params, num_persons, (NUM_PARAMS,), PARAMS_MISSING)
-    for name, segment, column in PARAM_SEGMENTS:
+    flagged = vmask_3d[:, _PARAM_COLUMN_FLAG]  # (N, NUM_PARAMS)
+    if not (flagged & ~present[:, None]).any() and not (flagged & (np.abs(rows) >= MAX_ABS_PARAM)).any():
+        rows[~flagged] = PARAMS_MISSING  # the usual case, in a few whole-array steps
+        return rows
+    for name, segment, column in PARAM_SEGMENTS:  # a problem: find the first one, by segment, and name it
         flagged = vmask_3d[:, column]
         missing_but_flagged = flagged & ~present
         if missing_but_flagged.any():
