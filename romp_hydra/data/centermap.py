@@ -210,6 +210,8 @@ def collision_aware_push(
     dist = np.linalg.norm(delta, axis=-1)
     least = (radii[:, None] + radii[None, :] + 1.0) / map_size * 2.0
     colliding = (dist < least) & ~np.eye(count, dtype=bool)
+    if not colliding.any():  # the usual case: nothing to push (centers - 0 is centers, bit for bit)
+        return centers.copy()
     coincident = dist <= 1e-9
     order = np.arange(count)
     along_x = np.stack([np.sign(order[None, :] - order[:, None]).astype(np.float64), np.zeros((count, count))], -1)
