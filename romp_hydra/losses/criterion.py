@@ -49,11 +49,13 @@ def gather_matched_targets(
             f"gather_matched_targets: batch_idx {tuple(batch_idx.shape)} and person_idx {tuple(person_idx.shape)} "
             "must be 1-D and of equal length"
         )
-    if person_idx.numel() and int(person_idx.min()) < 0:
-        raise ValueError(
-            "gather_matched_targets: person_idx contains -1 (outputs from parsing mode); the loss needs "
-            "outputs matched to GT slots (parser.match_to_gt)"
-        )
+    if person_idx.numel():
+        message = ("gather_matched_targets: person_idx contains -1 (outputs from parsing mode); the loss needs "
+                   "outputs matched to GT slots (parser.match_to_gt)")
+        try:  # checked on the device, without waiting for it (no host sync in the train step)
+            torch._assert_async(person_idx.min() >= 0, message)
+        except RuntimeError as err:  # raised at once on the CPU
+            raise ValueError(message) from err
     gathered = {}
     for key in MATCHED_TARGET_KEYS:
         tensor = _require(batch, key, "batch")
@@ -236,15 +238,9 @@ class Criterion(nn.Module):
 
         total = graph_zero(centre_pred)
         terms: dict[str, torch.Tensor] = {}
-        if weighted:
-            # One device sync for all terms: which ones are finite.
-            finite = torch.isfinite(
-                torch.stack([term.detach().float() for term in weighted.values()])
-            ).tolist()
-            for (name, term), is_finite in zip(weighted.items(), finite):
-                if is_finite:
-                    total = total + term
-                    terms[name] = term.detach()
-                else:
-                    terms[name] = torch.full_like(term.detach(), float("nan"))
+        for name, term in weighted.items():
+            # Decided on the device (no host sync in the train step): a non-finite term adds 0 to the total.
+            finite = torch.isfinite(term.detach())
+            total = total + torch.where(finite, term, torch.zeros_like(term))
+            terms[name] = torch.where(finite, term.detach(), torch.full_like(term.detach(), float("nan")))
         return total, terms

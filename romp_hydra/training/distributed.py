@@ -217,6 +217,15 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return value / info.world_size
 
 
+def all_ranks_finite(finite: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The on-device flag "this step is finite on every rank" (an asynchronous reduction: no host sync)."""
+    if not info.enabled:
+        return finite
+    flag = finite.to(torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return flag.bool()
+
+
 def all_ranks_true(flag: bool, info: DistInfo) -> bool:
     """True on every rank if `flag` is true on every rank (e.g. "this step's loss is finite")."""
     if not info.enabled:

@@ -63,8 +63,8 @@ def _signal_at_step(monkeypatch, at_step: int) -> None:
 
     original = Trainer._optimizer_step
 
-    def step_then_signal(self):
-        original(self)
+    def step_then_signal(self, finite):
+        original(self, finite)
         if self.state.step + 1 == at_step:  # the loop counts the step right after this call
             os.kill(os.getpid(), signal.SIGTERM)
 
