@@ -207,9 +207,10 @@ def collision_aware_push(
     radii = np.asarray(radii, dtype=np.float64).reshape(-1)
     count = len(centers)
     delta = centers[None, :, :] - centers[:, None, :]  # [i, j] = c_j - c_i
-    dist = np.linalg.norm(delta, axis=-1)
+    dist = np.sqrt(np.add.reduce(delta * delta, axis=-1))  # np.linalg.norm's own computation, less overhead
     least = (radii[:, None] + radii[None, :] + 1.0) / map_size * 2.0
-    colliding = (dist < least) & ~np.eye(count, dtype=bool)
+    colliding = dist < least
+    colliding.flat[::count + 1] = False  # a person does not collide with itself
     if not colliding.any():  # the usual case: nothing to push (centers - 0 is centers, bit for bit)
         return centers.copy()
     coincident = dist <= 1e-9

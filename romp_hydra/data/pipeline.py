@@ -240,14 +240,16 @@ class SamplePipeline:
 
     def assign_slots(self, info: ImgInfo, kp2d_all: np.ndarray, affine: np.ndarray) -> Slots:
         """Pose persons with a visible joint first, then box persons with a centre in view, up to MP."""
-        pose_persons, box_persons = np.flatnonzero(info.is_pose), np.flatnonzero(~info.is_pose)
+        is_pose = info.is_pose
+        pose_persons, box_persons = np.flatnonzero(is_pose), np.flatnonzero(~is_pose)
         poses = kp2d_all[pose_persons]
         pose_center, pose_hw, pose_found = pose_centers(poses)
-        if len(box_persons):
-            box_center, box_hw, box_found = box_person_centers(info.boxes[box_persons], affine, self.settings.input_size)
-        else:  # the common case: skip the box arithmetic
-            box_center, box_hw, box_found = np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, dtype=bool)
         keep = slice(0, self.settings.max_person)
+        if not len(box_persons):  # the common case: poses only, no box arithmetic, nothing to concatenate
+            person = pose_persons[pose_found][keep]
+            return Slots(person=person, center=pose_center[pose_found].astype(np.float64)[keep],
+                         hw=pose_hw[pose_found].astype(np.float64)[keep], is_pose=np.ones(len(person), bool))
+        box_center, box_hw, box_found = box_person_centers(info.boxes[box_persons], affine, self.settings.input_size)
         return Slots(
             person=np.concatenate([pose_persons[pose_found], box_persons[box_found]])[keep],
             center=np.concatenate([pose_center[pose_found], box_center[box_found]]).astype(np.float64)[keep],
@@ -330,7 +332,7 @@ def transform_kp3d(kp3d: np.ndarray, rotation_deg: float, flip: bool) -> tuple[n
     kp3d = np.asarray(kp3d, dtype=np.float64).reshape(-1, NUM_JOINTS, 3)
     present = ~np.any(kp3d == KP_MISSING, axis=-1)
     rooted = present[:, _ROOT_JOINTS].all(axis=1)
-    centred = kp3d - kp3d[:, _ROOT_JOINTS].mean(axis=1, keepdims=True)
+    centred = kp3d - kp3d[:, _ROOT_JOINTS].sum(axis=1, keepdims=True) / len(_ROOT_JOINTS)  # .mean, less overhead
     turned = rotate_flip_points3d(centred, rotation_deg, flip) if rotation_deg or flip else centred
     if flip:
         turned, present = turned[:, _FLIP54], present[:, _FLIP54]
