@@ -112,6 +112,8 @@ class TrainerConfig:
     ckpt_every_steps: int = MISSING
     max_consecutive_nan: int = MISSING
     data_wait_warn_share: float = MISSING
+    sync_batchnorm: bool = MISSING  # DDP: BatchNorm statistics over the global batch (CUDA)
+    dist_timeout_s: float = MISSING  # DDP: how long a collective waits for a missing rank
 
 
 @dataclass

@@ -18,6 +18,7 @@ import datetime
 import logging
 import os
 import shutil
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -317,6 +318,19 @@ def fail_together(info: DistInfo) -> Iterator[None]:
         log.error("rank %d of %d failed; the other ranks stop at their next collective:\n%s", info.rank,
                   info.world_size, "".join(traceback.format_exception(err)))
         raise
+
+
+def exit_failed_rank(info: DistInfo) -> None:
+    """End a failed rank of a distributed job now, with status 1 (its error is already logged).
+
+    A normal interpreter exit could wait on a peer that is gone or on a DataLoader worker; leaving at once closes
+    this rank's connections, so the other ranks fail in their next collective instead of at the timeout.
+    """
+    log.error("rank %d of %d exits with status 1", info.rank, info.world_size)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _record_for_torchrun(err: BaseException) -> None:

@@ -19,7 +19,18 @@ from romp_hydra.models.checkpoint import load_network_weights
 from romp_hydra.models.model import build_model
 from romp_hydra.tracking import build_tracker
 from romp_hydra.training.checkpointing import find_resume_checkpoint, load_checkpoint
-from romp_hydra.training.distributed import DistInfo, cleanup_distributed, init_distributed
+from romp_hydra.training.distributed import (
+    DistInfo,
+    agree_on_run_dir,
+    barrier,
+    cleanup_distributed,
+    describe_batch,
+    exit_failed_rank,
+    fail_together,
+    init_distributed,
+    unwrap,
+    wrap_network,
+)
 from romp_hydra.training.loop import Trainer, TrainingDiverged
 from romp_hydra.training.validation import Validator
 from romp_hydra.viz.panels import TrainingPictures
@@ -71,18 +82,22 @@ def train(cfg: DictConfig) -> float | None:
     """Train; returns the objective for sweepers (the validation metric, lower is better) or None."""
     device_name = cfg.trainer.device
     dist = init_distributed("cuda" if device_name.startswith("cuda") or
-                            (device_name == "auto" and torch.cuda.is_available()) else "cpu")
+                            (device_name == "auto" and torch.cuda.is_available()) else "cpu",
+                            timeout_s=float(cfg.trainer.dist_timeout_s))
     device = select_device(device_name, dist)
     seed_everything(int(cfg.seed), dist.rank)
 
-    run_dir = run_directory(cfg)
+    hydra_dir = run_dir = run_directory(cfg)
     resume_ckpt = None
     if cfg.resume not in (False, None, "false", "False"):
         resume_ckpt = find_resume_checkpoint(cfg.resume, Path(cfg.paths.log_dir) / cfg.task_name / "runs")
         run_dir = resume_ckpt.parent.parent
+    run_dir = agree_on_run_dir(hydra_dir, run_dir, dist)  # rank 0's, on every rank
     run_dir.mkdir(parents=True, exist_ok=True)
-    _attach_log_file(run_dir, cfg.task_name)
+    if dist.is_main:
+        _attach_log_file(run_dir, cfg.task_name)
     log.info("run directory: %s | device: %s | world size %d", run_dir, device, dist.world_size)
+    log.info(describe_batch(int(cfg.data.batch_size), dist, int(cfg.trainer.accumulate_steps)))
 
     net, predictor, picker = build_model(cfg, device)
     if cfg.ckpt_path and resume_ckpt is None:
@@ -93,9 +108,7 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.trainer.compile:
         net.compile()  # in place: the module, its state_dict keys and DDP wrapping stay as they are
         log.info("trainer.compile=true: the network runs under torch.compile (the first steps compile it)")
-    if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
+    net = wrap_network(net, dist, device, sync_batchnorm=bool(cfg.trainer.sync_batchnorm))
     criterion = instantiate(cfg.loss, _convert_="all").to(device)
     optimizer = instantiate(cfg.optim.optimizer)(params=[p for p in net.parameters() if p.requires_grad])
     scheduler = instantiate(cfg.optim.scheduler)(optimizer=optimizer) if cfg.optim.get("scheduler") else None
@@ -108,7 +121,8 @@ def train(cfg: DictConfig) -> float | None:
     checkpoint_state = load_checkpoint(resume_ckpt) if resume_ckpt is not None else None
     pictures = TrainingPictures(run_dir, tracker, faces=predictor.body_model.faces.cpu().numpy(),
                                 input_size=int(cfg.data.input_size))
-    validator = Validator.from_config(cfg, net, predictor, device, pictures=pictures) if cfg.get("val") else None
+    # Rank 0 validates the unwrapped network: DDP's forward would wait for the other ranks.
+    validator = Validator.from_config(cfg, unwrap(net), predictor, device, pictures=pictures) if cfg.get("val") else None
 
     settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)  # the schema object: types checked, one source
     trainer = Trainer(net, predictor, picker, criterion, optimizer, scheduler, loader, device, settings, run_dir,
@@ -128,17 +142,24 @@ def train(cfg: DictConfig) -> float | None:
     tracker.log_params({"mixture": normalized_weights(cfg.sampling, list(cfg.dataset.members))})
     status = "FAILED"
     try:
-        final = trainer.fit()
+        with fail_together(dist):  # an error on any rank ends every rank, with that rank's message
+            final = trainer.fit()
+            barrier(dist)  # leave together (rank 0 may still be validating)
         status = "KILLED" if trainer.interrupted else "FINISHED"
     except TrainingDiverged as err:
         log.error("training diverged: %s", err)
         trainer.save()
         tracker.set_tags({"failure": str(err)[:500]})
         raise
+    except Exception as err:
+        tracker.set_tags({"failure": f"{type(err).__name__}: {err}"[:500]})
+        raise
     finally:
         tracker.log_metrics({"final/step": float(trainer.state.step), "final/nan_steps": float(trainer.state.nan_steps)},
                             step=trainer.state.step)
         tracker.finish(status)
+        if status == "FAILED" and dist.enabled:
+            exit_failed_rank(dist)
         cleanup_distributed(dist)
     return objective(final, trainer.val_metric, trainer)
 
