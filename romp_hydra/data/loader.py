@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.context
 import os
 import random
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from multiprocessing import popen_fork, popen_forkserver, popen_spawn_posix
 from typing import Any, NamedTuple
 
 import cv2
@@ -365,6 +367,50 @@ def resolve_num_workers(value: Any, cpus: int | None = None) -> int:
     return int(value)
 
 
+def _killed_on_terminate(popen_class: type) -> type:
+    """A Popen whose terminate() is SIGKILL: the workers ignore SIGTERM (see ignore_stop_signals)."""
+    return type(f"Killing{popen_class.__name__}", (popen_class,), {"terminate": popen_class.kill})
+
+
+_ForkPopen = _killed_on_terminate(popen_fork.Popen)
+_SpawnPopen = _killed_on_terminate(popen_spawn_posix.Popen)
+_ForkServerPopen = _killed_on_terminate(popen_forkserver.Popen)
+
+
+class _ForkWorker(multiprocessing.context.ForkProcess):
+    _Popen = staticmethod(_ForkPopen)
+
+
+class _SpawnWorker(multiprocessing.context.SpawnProcess):
+    _Popen = staticmethod(_SpawnPopen)
+
+
+class _ForkServerWorker(multiprocessing.context.ForkServerProcess):
+    _Popen = staticmethod(_ForkServerPopen)
+
+
+class _ForkWorkers(multiprocessing.context.ForkContext):
+    Process = _ForkWorker
+
+
+class _SpawnWorkers(multiprocessing.context.SpawnContext):
+    Process = _SpawnWorker
+
+
+class _ForkServerWorkers(multiprocessing.context.ForkServerContext):
+    Process = _ForkServerWorker
+
+
+_WORKER_CONTEXTS = {"fork": _ForkWorkers, "spawn": _SpawnWorkers, "forkserver": _ForkServerWorkers}
+
+
+def worker_context(value: Any = "auto") -> multiprocessing.context.BaseContext:
+    """The multiprocessing context of the DataLoader workers (`worker_start_method`), whose processes stop with
+    SIGKILL when terminated: the workers ignore SIGTERM, so torch's shutdown of a stuck worker and Python's exit
+    (which terminates daemon children through their Popen, then waits for them) would otherwise wait forever."""
+    return _WORKER_CONTEXTS[worker_start_method(value)]()
+
+
 def worker_start_method(value: Any = "auto") -> str:
     """`data.multiprocessing_context`: `auto` = fork on Linux, spawn elsewhere; or fork | forkserver | spawn.
 
@@ -431,7 +477,7 @@ def _worker_options(cfg: DictConfig, seed: int) -> dict[str, Any]:
         cv2.setNumThreads(1)
         options.update(
             worker_init_fn=init_worker,
-            multiprocessing_context=worker_start_method(data.get("multiprocessing_context", "auto")),
+            multiprocessing_context=worker_context(data.get("multiprocessing_context", "auto")),
             # Workers live as long as the loader: no start-up per epoch or per validation.
             persistent_workers=bool(data.get("persistent_workers", True)),
             prefetch_factor=int(data.get("prefetch_factor", 2)),

@@ -105,6 +105,21 @@ def test_sigterm_to_the_process_group_saves_and_stops_cleanly_then_kill_9_loses_
     assert not subprocess.run(["pgrep", "-g", str(resumed.pid)], capture_output=True).stdout  # no orphan worker
 
 
+def test_a_worker_that_ignores_sigterm_still_stops_when_the_loader_ends_it(compose_cfg):
+    """torch ends a stuck worker, and Python's exit ends daemon children, with terminate() and then waits: a worker
+    ignoring SIGTERM must still go (a rank whose training raised hung at exit, waiting for its worker)."""
+    loader = build_train_loader(compose_cfg([*WITH_WORKERS, "logger=none", "data.persistent_workers=false"]))
+    iterator = torch.utils.data.DataLoader.__iter__(loader)  # torch's iterator, which owns the worker processes
+    next(iterator)
+    (worker,) = iterator._workers
+    torch.utils.data._utils.signal_handling._remove_worker_pids(id(iterator))  # as torch's own shutdown does
+    iterator._worker_pids_set = False
+    worker._popen.terminate()  # what multiprocessing's exit handler calls for daemon children (then it joins)
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert worker.exitcode == -signal.SIGKILL
+
+
 @pytest.mark.parametrize(("value", "cpus", "expected"), [("auto", 1, 0), ("auto", 2, 1), ("auto", 5, 4),
                                                           ("auto", 64, 8), (3, 64, 3), ("0", 64, 0)])
 def test_auto_workers_leave_one_cpu_to_training_and_stop_at_8(value, cpus, expected):
@@ -117,7 +132,7 @@ def test_loader_settings_come_from_the_config(compose_cfg):
     loader = build_train_loader(cfg)
     assert (loader.num_workers, loader.prefetch_factor, loader.persistent_workers) == (1, 3, False)
     assert loader.pin_memory is False  # auto: only when training on CUDA
-    assert loader.multiprocessing_context.get_start_method() == worker_start_method("auto")
+    assert loader.multiprocessing_context.get_start_method() == worker_start_method("auto") == "fork"
     default = compose_cfg(["logger=none"]).data
     assert (default.num_workers, default.pin_memory, default.persistent_workers) == ("auto", "auto", True)
     if torch.cuda.is_available():
