@@ -51,6 +51,8 @@ def test_logged_training_metrics_are_the_window_means_of_each_step(compose_cfg, 
 
     assert len(per_step) == STEPS and all(math.isfinite(v) for step in per_step for v in step.values())
     windows = {1: per_step[0:1], 2: per_step[1:2], 4: per_step[2:4], 5: per_step[4:5]}
+    assert all(0.0 <= values["train/data_wait_share"] <= 1.0 for values in tracker.metrics.values()
+               if "train/loss" in values)  # the share of the window spent blocked in next(loader)
     logged = {step: {k: v for k, v in values.items() if k.startswith("train/") and k not in UNSTABLE}
               for step, values in tracker.metrics.items() if step <= STEPS}
     assert sorted(logged) == sorted(windows)
