@@ -8,13 +8,15 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from romp_hydra.config import normalized_weights
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,13 @@ def job_device(device: str, job_num: int, gpu_count: int) -> str:
 def place_job_on_gpu(cfg: DictConfig, job_num: int) -> str:
     """Set `cfg.trainer.device` per `job_device` and make that GPU current; returns the device.
 
-    Skipped under torchrun (WORLD_SIZE > 1), where every rank takes its LOCAL_RANK's GPU. Run `hydra/launcher=
-    joblib hydra.launcher.n_jobs=<number of GPUs>` so that concurrent jobs never share a GPU.
+    Skipped under torchrun or a multi-task SLURM job (several ranks), where every rank takes its local rank's GPU.
+    Run `hydra/launcher=joblib hydra.launcher.n_jobs=<number of GPUs>` so that concurrent jobs never share a GPU.
     """
+    from romp_hydra.training.distributed import launched_world_size
+
     device = str(cfg.trainer.device)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_world_size() > 1:
         return device
     import torch
 
@@ -85,7 +89,7 @@ def forget_previous_run_id(cfg: DictConfig, output_dir: Path) -> None:
     of this job is never recorded on the earlier job's run."""
     if OmegaConf.select(cfg, "logger.kind", default="none") != "mlflow":
         return  # nothing to forget, and no reason to import MLflow
-    from romp_hydra.tracking.mlflow_tracker import RUN_ID_FILE
+    from romp_hydra.tracking.store import RUN_ID_FILE
 
     (output_dir / RUN_ID_FILE).unlink(missing_ok=True)
 
@@ -102,13 +106,8 @@ def record_failed_job(cfg: DictConfig, output_dir: Path, error: BaseException) -
         return None
     from mlflow.tracking import MlflowClient
 
-    from romp_hydra.tracking.mlflow_tracker import (
-        MLflowTracker,
-        mark_run_failed,
-        normalize_tracking_uri,
-        read_run_id,
-        retry_transient,
-    )
+    from romp_hydra.tracking.mlflow_tracker import MLflowTracker
+    from romp_hydra.tracking.store import mark_run_failed, normalize_tracking_uri, read_run_id, retry_transient
 
     message = f"{type(error).__name__}: {error}"[:8000]
     tracking_uri = OmegaConf.select(cfg, "logger.tracking_uri", default=None)
@@ -125,6 +124,8 @@ def record_failed_job(cfg: DictConfig, output_dir: Path, error: BaseException) -
             run_name=OmegaConf.select(cfg, "logger.run_name", default=None),
         )
         run_id = tracker.start(cfg, output_dir)
+        with contextlib.suppress(KeyError, TypeError, ValueError, ZeroDivisionError):  # it may be what failed
+            tracker.log_params({"mixture": normalized_weights(cfg.sampling, list(cfg.dataset.members))})
         tracker.set_tags({"error": message})
         tracker.finish("FAILED")
         return run_id
