@@ -227,15 +227,6 @@ def all_ranks_finite(finite: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return flag.bool()
 
 
-def all_ranks_true(flag: bool, info: DistInfo) -> bool:
-    """True on every rank if `flag` is true on every rank (e.g. "this step's loss is finite")."""
-    if not info.enabled:
-        return flag
-    value = torch.tensor([1 if flag else 0], dtype=torch.int32)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN, group=info.control_group)
-    return bool(value.item())
-
-
 class StopVote:
     """Makes every rank stop at the same optimiser step when any of them received a stop signal.
 
