@@ -23,12 +23,13 @@ from romp_hydra.preflight import PreflightError, check_inputs, exit_with_problem
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from romp_hydra.evaluation.run import evaluate, validate_evaluation_config
+    from romp_hydra.evaluation.run import evaluate, prepare_evaluation_config
 
     try:
-        check_inputs(cfg, "evaluate")  # every missing input at once (data, body model, checkpoint, device)
-        validate_evaluation_config(cfg)
-        evaluate(cfg)
+        # The checkpoint first: its training config says which body model and backbone the preflight must find.
+        info = prepare_evaluation_config(cfg)
+        check_inputs(cfg, "evaluate")  # every other missing input at once (data, body model, device)
+        evaluate(cfg, info)
     except PreflightError as err:
         exit_with_problems(err)
     except ConfigError as err:

@@ -193,11 +193,9 @@ def run_directory(cfg: DictConfig) -> Path:
     return Path(str(output_dir))
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Evaluate ``cfg.ckpt_path`` on ``cfg.dataset`` with ``cfg.protocol``; returns the overall metrics.
-
-    See the module docstring for the steps and conf/evaluate.yaml for the options.
-    """
+def prepare_evaluation_config(cfg: DictConfig) -> CheckpointInfo:
+    """Check the evaluation keys, resolve ``ckpt_path`` and take the checkpoint's architecture (backbone, model,
+    body model, sizes) into ``cfg``, so that the preflight checks the files this checkpoint really needs."""
     validate_evaluation_config(cfg)
     with open_dict(cfg):
         cfg.ckpt_path = str(Path(str(cfg.ckpt_path)).expanduser().resolve())  # logged: say which file exactly
@@ -207,6 +205,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if adopted:
             log.info("from the checkpoint's training config: %s", ", ".join(adopted))
             validate_config(cfg)
+    return info
+
+
+def evaluate(cfg: DictConfig, info: CheckpointInfo | None = None) -> dict[str, float]:
+    """Evaluate ``cfg.ckpt_path`` on ``cfg.dataset`` with ``cfg.protocol``; returns the overall metrics.
+
+    ``info`` is what `prepare_evaluation_config` returned, if it was called already. See the module docstring
+    for the steps and conf/evaluate.yaml for the options.
+    """
+    if info is None:
+        info = prepare_evaluation_config(cfg)
     protocol = protocol_from_config(cfg.protocol)
     target_run = target_run_id(cfg, info)  # checked before the evaluation, not after it
     device = select_device(str(cfg.device))

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_grid_sweep_nests_three_jobs_under_one_parent(grid_sweep):
     parent, children = sweep_runs(grid_sweep)
     assert parent.info.status == "FINISHED"
-    assert parent.info.run_name == "quickstart-sweep-sweep"  # <task>-sweep-<sweep dir name>
+    assert parent.info.run_name == "quickstart-sweep-synth_crowd"  # <task>-sweep-<the swept keys>
     assert parent.data.tags["sweep.num_jobs"] == "3"
     assert [child.info.status for child in children] == ["FINISHED"] * 3
 
