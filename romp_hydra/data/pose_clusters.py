@@ -18,6 +18,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -154,3 +155,23 @@ def store_pose_clusters(
     finally:
         temporary.unlink(missing_ok=True)
     return ids
+
+
+class PoseClusteredSource:
+    """Mixin for a store-backed source that ROMP draws evenly over pose clusters (`homogenize_pose_space` in
+    v1.yml). The source names ROMP's cluster file and sets the two attributes in its ``__init__``."""
+
+    romp_cluster_file: ClassVar[str]
+    homogenize_pose_space: bool = False
+    pose_clusters: int = DEFAULT_NUM_CLUSTERS
+
+    def sampling_clusters(self) -> np.ndarray | None:
+        """The pose cluster of each image when `homogenize_pose_space`, else None."""
+        if not self.homogenize_pose_space:
+            return None
+        return store_pose_clusters(self.store, self.root / self.romp_cluster_file, self.pose_clusters)
+
+    def pack_data(self) -> Path:
+        path = super().pack_data()
+        self.sampling_clusters()  # the clusters are made with the store
+        return path

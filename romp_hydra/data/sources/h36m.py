@@ -11,7 +11,7 @@ import numpy as np
 
 from romp_hydra.body.joint_sets import convert_to_54
 from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
-from romp_hydra.data.pose_clusters import DEFAULT_NUM_CLUSTERS, store_pose_clusters
+from romp_hydra.data.pose_clusters import DEFAULT_NUM_CLUSTERS, PoseClusteredSource
 from romp_hydra.data.sources._shared_3d import (
     SMPLJoints,
     hip_centre,
@@ -49,7 +49,7 @@ ROMP_CLUSTER_FILE = "cluster_results_noumap_h36m_kmeans.npz"
 SMPL_CHUNK = 512
 
 
-class H36M(StoreBackedSource):
+class H36M(PoseClusteredSource, StoreBackedSource):
     """Human3.6M: one person per image; 2D joints, 3D joints, SMPL pose + shape, root translation, intrinsics.
 
     Annotations (ROMP's `annots.npz`, keyed by image name): `kp2d` (32 H36M joints, pixels), `kp3d_mono`
@@ -76,6 +76,8 @@ class H36M(StoreBackedSource):
             ROMP's `cluster_results_noumap_h36m_kmeans.npz` in root when present, else k-means at pack time.
         pose_clusters: the number of k-means clusters when ROMP's file is absent.
     """
+
+    romp_cluster_file: ClassVar[str] = ROMP_CLUSTER_FILE
 
     is_3d: ClassVar[bool] = True
     multi_person: ClassVar[bool] = False
@@ -126,17 +128,6 @@ class H36M(StoreBackedSource):
         self.body_model_dir = Path(body_model_dir).expanduser() if body_model_dir is not None else None
         self.homogenize_pose_space = bool(homogenize_pose_space)
         self.pose_clusters = int(pose_clusters)
-
-    def sampling_clusters(self) -> np.ndarray | None:
-        """The pose cluster of each image when `homogenize_pose_space` (ROMP v1.yml), else None."""
-        if not self.homogenize_pose_space:
-            return None
-        return store_pose_clusters(self.store, self.root / ROMP_CLUSTER_FILE, self.pose_clusters)
-
-    def pack_data(self) -> Path:
-        path = super().pack_data()
-        self.sampling_clusters()  # the clusters are made with the store
-        return path
 
     @property
     def store_path(self) -> Path:

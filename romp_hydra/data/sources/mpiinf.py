@@ -15,7 +15,7 @@ import numpy as np
 
 from romp_hydra.body.joint_sets import convert_to_54
 from romp_hydra.data.masks import vmask_2d_rows, vmask_3d_rows
-from romp_hydra.data.pose_clusters import DEFAULT_NUM_CLUSTERS, store_pose_clusters
+from romp_hydra.data.pose_clusters import DEFAULT_NUM_CLUSTERS, PoseClusteredSource
 from romp_hydra.data.sources._shared_3d import (
     hip_centre,
     image_size,
@@ -105,7 +105,7 @@ def _mat_cell(cell: np.ndarray, camera: int, width: int, path: Path, name: str) 
     return values
 
 
-class MPIINF3DHP(StoreBackedSource):
+class MPIINF3DHP(PoseClusteredSource, StoreBackedSource):
     """MPI-INF-3DHP training data: one person per image, 2D + 3D joints (28 mocap joints), root translation,
     intrinsics; track ids are the subject numbers.
 
@@ -128,6 +128,8 @@ class MPIINF3DHP(StoreBackedSource):
             ROMP's `cluster_results_noumap_mpiinf_kmeans.npz` in root when present, else k-means at pack time.
         pose_clusters: the number of k-means clusters when ROMP's file is absent.
     """
+
+    romp_cluster_file: ClassVar[str] = ROMP_CLUSTER_FILE
 
     is_3d: ClassVar[bool] = True
     multi_person: ClassVar[bool] = False
@@ -168,17 +170,6 @@ class MPIINF3DHP(StoreBackedSource):
         self.cameras = tuple(sorted({int(c) for c in cameras}))
         self.homogenize_pose_space = bool(homogenize_pose_space)
         self.pose_clusters = int(pose_clusters)
-
-    def sampling_clusters(self) -> np.ndarray | None:
-        """The pose cluster of each image when `homogenize_pose_space` (ROMP v1.yml), else None."""
-        if not self.homogenize_pose_space:
-            return None
-        return store_pose_clusters(self.store, self.root / ROMP_CLUSTER_FILE, self.pose_clusters)
-
-    def pack_data(self) -> Path:
-        path = super().pack_data()
-        self.sampling_clusters()  # the clusters are made with the store
-        return path
 
     @property
     def store_path(self) -> Path:
