@@ -240,7 +240,8 @@ def predict(cfg: DictConfig) -> Path:
     import torch
     from tqdm import tqdm
 
-    from romp_hydra.evaluation.run import build_model, select_device
+    from romp_hydra.config.runtime import select_device
+    from romp_hydra.evaluation.run import build_model
 
     inputs = prepare(cfg)
     device = select_device(str(cfg.device))

@@ -30,10 +30,11 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue
 from torch import nn
 
 from romp_hydra.config.errors import ConfigError
+from romp_hydra.config.runtime import run_directory, select_device
 from romp_hydra.config.validate import PRECISIONS, validate_config
 from romp_hydra.evaluation.protocols import Protocol, protocol_from_config
 
@@ -162,15 +163,6 @@ def validate_evaluation_config(cfg: DictConfig) -> None:
         )
 
 
-def select_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; a CUDA device without CUDA is a ConfigError."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device", name, "CUDA is not available here", "use device=cpu or device=auto")
-    return torch.device(name)
-
-
 def set_batchnorm_mode(net: nn.Module, mode: str) -> None:
     """Eval mode everywhere; with ``mode='train'`` the BatchNorm layers use the batch's statistics."""
     net.eval()
@@ -178,19 +170,6 @@ def set_batchnorm_mode(net: nn.Module, mode: str) -> None:
         for module in net.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.train()
-
-
-def run_directory(cfg: DictConfig) -> Path:
-    """Hydra's output directory for this job (``paths.output_dir``; the configured run dir outside a job)."""
-    try:
-        output_dir = cfg.paths.output_dir
-    except OmegaConfBaseException:  # composed without @hydra.main (tests, notebooks): no runtime output dir
-        output_dir = None
-    if not output_dir:
-        from hydra.core.hydra_config import HydraConfig
-
-        output_dir = HydraConfig.get().run.dir
-    return Path(str(output_dir))
 
 
 def prepare_evaluation_config(cfg: DictConfig) -> CheckpointInfo:

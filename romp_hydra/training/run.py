@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from romp_hydra.config import normalized_weights
+from romp_hydra.config.runtime import run_directory, select_device
 from romp_hydra.config.schema import TrainerConfig
 from romp_hydra.models.backbones.pretrained import initialisation_tag
 from romp_hydra.models.checkpoint import load_network_weights
@@ -20,7 +20,6 @@ from romp_hydra.models.model import build_model
 from romp_hydra.tracking import build_tracker
 from romp_hydra.training.checkpointing import find_resume_checkpoint, load_checkpoint
 from romp_hydra.training.distributed import (
-    DistInfo,
     agree_on_run_dir,
     barrier,
     cleanup_distributed,
@@ -41,28 +40,10 @@ log = logging.getLogger(__name__)
 FAILED_OBJECTIVE = 1.0e6
 
 
-def select_device(name: str, dist: DistInfo | None = None) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and dist is not None and dist.enabled:
-        name = f"cuda:{dist.local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name} but CUDA is not available here; use trainer.device=cpu or auto")
-    return torch.device(name)
-
-
 def seed_everything(seed: int, rank: int = 0) -> None:
     random.seed(seed + rank)
     np.random.seed((seed + rank) % 2**32)
     torch.manual_seed(seed + rank)
-
-
-def run_directory(cfg: DictConfig) -> Path:
-    """Hydra's output directory for this job (cfg.paths.output_dir, which defaults to it)."""
-    try:
-        return Path(cfg.paths.output_dir)
-    except Exception:  # noqa: BLE001  (composed without @hydra.main: tests, notebooks; no runtime output dir)
-        return Path(HydraConfig.get().run.dir)
 
 
 def _attach_log_file(run_dir: Path, task_name: str) -> None:
@@ -84,7 +65,7 @@ def train(cfg: DictConfig) -> float | None:
     dist = init_distributed("cuda" if device_name.startswith("cuda") or
                             (device_name == "auto" and torch.cuda.is_available()) else "cpu",
                             timeout_s=float(cfg.trainer.dist_timeout_s))
-    device = select_device(device_name, dist)
+    device = select_device(device_name, "trainer.device", dist.local_rank if dist.enabled else None)
     seed_everything(int(cfg.seed), dist.rank)
 
     hydra_dir = run_dir = run_directory(cfg)
