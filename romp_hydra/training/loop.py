@@ -336,14 +336,15 @@ class Trainer:
                         self._check_divergence()
                     if self.draw_train is not None and self.dist.is_main and (step % s.vis_every_steps == 0 or step == 1):
                         self.draw_train(batch, output, output, step)
-                    # A checkpoint comes before a validation, so a failing validation loses no steps.
-                    if step % s.ckpt_every_steps == 0:
+                    # A checkpoint comes before every validation, so a failing validation loses no steps.
+                    validating = self.validate is not None and step % s.val_every_steps == 0
+                    if step % s.ckpt_every_steps == 0 or validating:
                         self.save()
                     self._stop_agreed = self._stop_vote.vote(self._stop_signal is not None)
                     if self._stop_agreed or (s.max_steps is not None and step >= s.max_steps):
                         stopped = True
                         break
-                    if self.validate is not None and step % s.val_every_steps == 0:
+                    if validating:
                         self._run_validation()
                         if self._stop_signal is not None and not self.dist.enabled:  # arrived during it
                             stopped = True

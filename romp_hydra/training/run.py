@@ -142,7 +142,8 @@ def train(cfg: DictConfig) -> float | None:
         if status == "FAILED" and dist.enabled:
             exit_failed_rank(dist)
         cleanup_distributed(dist)
-    return objective(final, trainer.val_metric, trainer)
+    # Only rank 0 validates, so only its objective means anything (the others would warn of no metric).
+    return objective(final, trainer.val_metric, trainer) if dist.is_main else None
 
 
 def objective(final: dict, metric: str | None, trainer: Trainer) -> float | None:

@@ -107,3 +107,17 @@ def test_a_failing_final_validation_loses_no_steps(compose_cfg, tmp_path, monkey
     with pytest.raises(RuntimeError, match="validation data went missing"):
         train(compose_cfg([*QUIET, "trainer.max_steps=3"]))
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["loop"]["step"] == 3
+
+
+def test_a_failing_periodic_validation_loses_no_steps(compose_cfg, tmp_path, monkeypatch):
+    from romp_hydra.training.validation import Validator
+
+    def broken(self, step):
+        raise RuntimeError("validation data went missing")
+
+    monkeypatch.setattr(Validator, "__call__", broken)
+    with pytest.raises(RuntimeError, match="validation data went missing"):
+        # validation at step 3, the first periodic checkpoint would only come at step 100
+        train(compose_cfg([*QUIET, "trainer.max_steps=10", "trainer.val_every_steps=3",
+                           "trainer.ckpt_every_steps=100"]))
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["loop"]["step"] == 3
