@@ -1,10 +1,10 @@
-"""Small helpers shared by the loss terms: missing-value rules, graph-safe zeros, per-person reductions."""
+"""Small helpers shared by the loss terms: missing-value rules, graph-safe zeros, masked reductions."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["check_person_mask", "graph_zero", "masked_joint_mean", "visible_2d", "visible_3d"]
+__all__ = ["check_person_mask", "graph_zero", "masked_mean", "visible_2d", "visible_3d"]
 
 # Batch conventions (docs/architecture.md): a 2D keypoint is missing when a coordinate is <= -1.99;
 # a 3D joint is missing when it carries the -2 filler.
@@ -42,15 +42,19 @@ def visible_3d(kp3d: torch.Tensor) -> torch.Tensor:
     return ((kp3d - MISSING_3D_VALUE).abs() > _MISSING_3D_TOLERANCE).all(dim=-1)
 
 
-def masked_joint_mean(per_joint: torch.Tensor, joint_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``per_joint`` [N, J] over the joints where ``joint_mask`` [N, J] is True -> [N].
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of ``values`` over the entries where ``mask`` (broadcast to ``values``) is True; 0 where none is.
 
-    Masked entries are replaced (not multiplied) by 0, so a NaN or inf there cannot leak into the value.
-    Persons with no visible joint get 0; callers exclude them before averaging over persons.
+    Reduces over ``dim`` (all dimensions when ``None``), e.g. [N, J] -> [N] over each person's joints, or
+    [N] -> scalar over the valid persons, without a data-dependent shape or a host sync. Masked entries are
+    replaced (not multiplied) by 0, so a NaN or inf there cannot reach the value; their gradient stays finite
+    only if the caller also fed them finite inputs (``0 * NaN`` is NaN in the backward pass).
     """
-    weights = joint_mask.to(per_joint.dtype)
-    cleaned = torch.where(joint_mask, per_joint, torch.zeros_like(per_joint))
-    return cleaned.sum(dim=-1) / weights.sum(dim=-1).clamp(min=1.0)
+    mask = mask.expand_as(values)
+    cleaned = torch.where(mask, values, torch.zeros_like(values))
+    if dim is None:
+        return cleaned.sum() / mask.sum().to(values.dtype).clamp(min=1.0)
+    return cleaned.sum(dim=dim) / mask.sum(dim=dim).to(values.dtype).clamp(min=1.0)
 
 
 def check_person_mask(

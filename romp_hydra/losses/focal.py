@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from romp_hydra.losses.common import graph_zero
+from romp_hydra.losses.common import check_person_mask, masked_mean
 
 __all__ = ["centermap_focal_loss"]
 
@@ -50,19 +50,19 @@ def centermap_focal_loss(
         )
     if pred.dim() < 3:
         raise ValueError(f"centermap_focal_loss expects [B, (1,) C, C] maps, got shape {tuple(pred.shape)}")
-    if image_mask is not None:
-        if image_mask.shape != pred.shape[:1]:
-            raise ValueError(
-                f"centermap_focal_loss: image_mask must have shape ({pred.shape[0]},), got {tuple(image_mask.shape)}"
-            )
-        pred = pred[image_mask.to(device=pred.device, dtype=torch.bool)]
-        gt = gt[image_mask.to(device=gt.device, dtype=torch.bool)]
-    if pred.shape[0] == 0:
-        return graph_zero(pred)
+    if image_mask is not None and image_mask.shape != pred.shape[:1]:
+        raise ValueError(
+            f"centermap_focal_loss: image_mask must have shape ({pred.shape[0]},), got {tuple(image_mask.shape)}"
+        )
+    selected = check_person_mask(image_mask, pred.shape[0], "centermap_focal_loss", pred.device)
 
     # Losses in float32 even under autocast: log(1e-3) and the fourth power underflow in fp16.
     pred = pred.float().flatten(start_dim=1)
     gt = gt.float().flatten(start_dim=1)
+    # Images left out are replaced by an empty map predicted as empty, so whatever they hold reaches neither
+    # the value nor the gradient (no boolean indexing: its shape would depend on the mask).
+    pred = torch.where(selected[:, None], pred, 0.0)
+    gt = torch.where(selected[:, None], gt, 0.0)
     positive = gt == 1
     negative = gt < 1
     clamped = pred.clamp(LOG_CLAMP, 1.0 - LOG_CLAMP)
@@ -75,4 +75,4 @@ def centermap_focal_loss(
     num_pos = positive.sum(dim=1).to(pred.dtype)
 
     per_image = torch.where(num_pos > 0, -(pos_loss + neg_loss) / (num_pos + POSITIVE_EPS), -neg_loss)
-    return per_image.mean()
+    return masked_mean(per_image, selected)

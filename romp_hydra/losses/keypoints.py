@@ -6,7 +6,7 @@ import torch
 
 from romp_hydra.body.joint_sets import JOINT54, NUM_JOINTS_54, ROOT_JOINTS
 from romp_hydra.geometry.procrustes import similarity_procrustes
-from romp_hydra.losses.common import check_person_mask, graph_zero, masked_joint_mean, visible_2d, visible_3d
+from romp_hydra.losses.common import check_person_mask, graph_zero, masked_mean, visible_2d, visible_3d
 
 __all__ = ["KP2D_LEAF_PARENTS", "PAMPJPE_JOINT_MODES", "kp2d_loss", "mpjpe_loss", "pampjpe_loss"]
 
@@ -55,7 +55,8 @@ def kp2d_loss(pred: torch.Tensor, gt: torch.Tensor, person_mask: torch.Tensor | 
       prediction, and count as visible only when the parent is visible too.
     * Per person: ``sum_j vis_j * ||gt_j - pred_j||_2 / (sum_j vis_j + 1e-4)``; mean over the persons that
       pass ``person_mask`` and have at least one visible joint.
-    * Safety guard kept from ROMP: if any per-person value is NaN or above 1000, the whole term is 0.
+    * Safety guard kept from ROMP: if any per-person value is NaN or above 1000 (or a used joint is not
+      finite), the whole term is 0, with a zero gradient.
 
     ROMP also drops persons whose prediction equals their GT exactly; that only changes the denominator of
     the mean and is not replicated.
@@ -74,17 +75,23 @@ def kp2d_loss(pred: torch.Tensor, gt: torch.Tensor, person_mask: torch.Tensor | 
     leaves = list(KP2D_LEAF_PARENTS)
     visible[:, leaves] &= visible[:, list(KP2D_LEAF_PARENTS.values())]
     valid = valid & visible.any(dim=1)
-    if not valid.any():
-        return graph_zero(pred)
+    used = visible & valid[:, None]
 
-    # Selecting persons (instead of weighting them by 0) keeps ungated predictions out of the graph.
-    pred, gt, visible = pred[valid].float(), gt[valid].float(), visible[valid]
+    pred, gt = pred.float(), gt.float()
+    finite = torch.isfinite(pred).all(dim=-1) & torch.isfinite(gt).all(dim=-1)
+    broken = (used & ~finite).any()
+    # Unused and broken joints are set to 0 in both, so a NaN or inf there (padding, ungated persons, the
+    # broken input itself) reaches neither the value nor the gradient.
+    keep = (used & finite)[..., None]
+    gt = torch.where(keep, gt, 0.0)
+    pred = torch.where(keep, pred, 0.0)
     distance = torch.linalg.vector_norm(_reparent_leaves(gt) - _reparent_leaves(pred), dim=-1)
-    distance = torch.where(visible, distance, torch.zeros_like(distance))
-    per_person = distance.sum(dim=1) / (visible.sum(dim=1) + VISIBLE_EPS)
-    if bool(torch.isnan(per_person).any() or (per_person > KP2D_GUARD).any()):
-        return graph_zero(pred)
-    return per_person.mean()
+    distance = torch.where(used, distance, torch.zeros_like(distance))
+    per_person = distance.sum(dim=1) / (used.sum(dim=1) + VISIBLE_EPS)
+    exploded = (valid & (torch.isnan(per_person) | (per_person > KP2D_GUARD))).any()
+    loss = masked_mean(per_person, valid)
+    # The guard, decided on the device: the term becomes an exact 0 with a zero gradient.
+    return torch.where(broken | exploded, torch.zeros_like(loss), loss)
 
 
 def mpjpe_loss(
@@ -114,14 +121,16 @@ def mpjpe_loss(
     visible = visible_3d(gt)
     roots = list(root_joints)
     valid = valid & visible[:, roots].all(dim=1)
-    if not valid.any():
-        return graph_zero(pred)
+    used = visible & valid[:, None]
 
-    pred, gt, visible = pred[valid].float(), gt[valid].float(), visible[valid]
+    # Unused joints (padding, persons left out) may hold anything: set to 0 in both, so that neither the value
+    # nor the gradient sees them. A used non-finite joint still makes the term NaN, for the criterion to drop.
+    gt = torch.where(used[..., None], gt.float(), 0.0)
+    pred = torch.where(used[..., None], pred.float(), 0.0)
     pred_aligned = pred - pred[:, roots].mean(dim=1, keepdim=True)
     gt_aligned = gt - gt[:, roots].mean(dim=1, keepdim=True)
     distance = torch.linalg.vector_norm(pred_aligned - gt_aligned, dim=-1)
-    return masked_joint_mean(distance, visible).mean()
+    return masked_mean(masked_mean(distance, used, dim=-1), valid)
 
 
 PAMPJPE_JOINT_MODES = ("batch", "person")
@@ -167,13 +176,23 @@ def pampjpe_loss(
         valid = valid & (common.sum() >= MIN_PROCRUSTES_JOINTS)
     else:
         valid = valid & (visible.sum(dim=1) >= MIN_PROCRUSTES_JOINTS)
-    if not valid.any():
-        return graph_zero(pred)
+    used = visible & valid[:, None]
 
-    pred, gt, visible = pred[valid].float(), gt[valid].float(), visible[valid]
+    # Unused joints of a valid person weigh 0 in the fit, but 0 * NaN is NaN: they are zeroed. A person left out
+    # is aligned as a well-conditioned dummy onto itself (a zero or degenerate matrix has no SVD gradient).
+    dummy = _procrustes_dummy(pred.device)
+    person = valid[:, None, None]
+    gt = torch.where(person, torch.where(used[..., None], gt.float(), 0.0), dummy)
+    pred = torch.where(person, torch.where(used[..., None], pred.float(), 0.0), dummy)
     try:
-        aligned, _, _, _ = similarity_procrustes(pred, gt, visible)
+        aligned, _, _, _ = similarity_procrustes(pred, gt, used | ~valid[:, None])
     except torch.linalg.LinAlgError:
         return graph_zero(pred) + float("nan")
     distance = torch.linalg.vector_norm(aligned - gt, dim=-1)
-    return masked_joint_mean(distance, visible).mean()
+    return masked_mean(masked_mean(distance, used, dim=-1), valid)
+
+
+def _procrustes_dummy(device: torch.device) -> torch.Tensor:
+    """[54, 3] points on a twisted curve: not collinear, with distinct singular values (a stable SVD)."""
+    x = torch.linspace(-1.0, 1.0, NUM_JOINTS_54, device=device)
+    return torch.stack((x, x * x, x * x * x), dim=-1)

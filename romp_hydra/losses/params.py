@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from romp_hydra.geometry.rotations import axis_angle_to_rotmat
-from romp_hydra.losses.common import check_person_mask, graph_zero
+from romp_hydra.losses.common import check_person_mask, masked_mean
 
 __all__ = ["SHAPE_PCA_WEIGHTS", "pose_loss", "shape_loss"]
 
@@ -69,15 +69,14 @@ def pose_loss(
     global_valid = check_person_mask(global_orient_mask, num_persons, "pose_loss", pred_rotmat.device)
     body_valid = check_person_mask(body_pose_mask, num_persons, "pose_loss", pred_rotmat.device)
 
-    loss = graph_zero(pred_rotmat)
-    if global_valid.any():
-        gt_root = axis_angle_to_rotmat(gt_params[global_valid, GLOBAL_ORIENT_SLICE].float())
-        loss = loss + _rotmat_distance(pred_rotmat[global_valid, 0], gt_root).mean()
-    if body_valid.any():
-        gt_body_aa = gt_params[body_valid, BODY_POSE_SLICE].float().reshape(-1, NUM_BODY_JOINTS, 3)
-        gt_body = axis_angle_to_rotmat(gt_body_aa)
-        loss = loss + _rotmat_distance(pred_rotmat[body_valid, 1:], gt_body).mean()
-    return loss
+    # Joint 0 is gated by the global orientation, joints 1..21 by the body pose. Ungated GT (-10 filler, or
+    # anything) is replaced by the identity and compared with itself, so it reaches neither value nor gradient.
+    supervised = torch.cat((global_valid[:, None], body_valid[:, None].expand(-1, NUM_BODY_JOINTS)), dim=1)
+    gt_aa = gt_params[:, : BODY_POSE_SLICE.stop].float().reshape(num_persons, NUM_BODY_JOINTS + 1, 3)
+    gt_rotmat = axis_angle_to_rotmat(torch.where(supervised[..., None], gt_aa, 0.0))
+    pred_rotmat = torch.where(supervised[..., None, None], pred_rotmat, gt_rotmat)
+    distance = _rotmat_distance(pred_rotmat, gt_rotmat)  # [N, 22]
+    return masked_mean(distance[:, 0], global_valid) + masked_mean(distance[:, 1:], body_valid[:, None])
 
 
 def shape_loss(
@@ -109,12 +108,12 @@ def shape_loss(
     supervised = check_person_mask(betas_mask, num_persons, "shape_loss", pred_betas.device)
 
     pred_betas = pred_betas.float()
-    loss = graph_zero(pred_betas)
-    if supervised.any():
-        weights = torch.tensor(SHAPE_PCA_WEIGHTS, dtype=pred_betas.dtype, device=pred_betas.device)
-        diff = (gt_params[supervised, BETAS_SLICE].float() - pred_betas[supervised]) * weights
-        loss = loss + torch.linalg.vector_norm(diff, dim=-1).mean() / SHAPE_LOSS_DIVISOR
-    unsupervised = ~supervised
-    if unsupervised.any():
-        loss = loss + pred_betas[unsupervised].pow(2).mean() / SHAPE_LOSS_DIVISOR
-    return loss
+    weights = torch.tensor(SHAPE_PCA_WEIGHTS, dtype=pred_betas.dtype, device=pred_betas.device)
+    rows = supervised[:, None]
+    # Each person feeds one part; in the other its row is replaced (a zero difference, a zero beta), so ungated
+    # GT reaches neither value nor gradient and each part's gradient comes from its own persons only.
+    gt_betas = torch.where(rows, gt_params[:, BETAS_SLICE].float(), 0.0)
+    diff = (gt_betas - torch.where(rows, pred_betas, gt_betas)) * weights
+    fitted = masked_mean(torch.linalg.vector_norm(diff, dim=-1), supervised)
+    regularised = masked_mean(torch.where(rows, 0.0, pred_betas).pow(2), ~rows)
+    return fitted / SHAPE_LOSS_DIVISOR + regularised / SHAPE_LOSS_DIVISOR
