@@ -268,13 +268,13 @@ def _checkpoints(cfg: DictConfig, task: str) -> list[str]:
 
 
 ARCHITECTURE_KEYS = ("backbone", "model", "data.input_size", "data.centermap_size")
-# Backbone keys that say how to initialise, not what the network is.
-_INIT_KEYS = ("pretrained", "pretrained_format")
 
 
 def _resume_architecture(cfg: DictConfig, path: Path) -> list[str]:
     """A resumed checkpoint must be the network this run builds; say which settings differ, not a size dump."""
     import torch
+
+    from romp_hydra.models.build import BACKBONE_LOADING_KEYS  # how to initialise, not what the network is
 
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("config")
@@ -290,7 +290,7 @@ def _resume_architecture(cfg: DictConfig, path: Path) -> list[str]:
         theirs = _plain(OmegaConf.select(saved_cfg, key, default=None))
         if isinstance(ours, dict) and isinstance(theirs, dict):
             for sub in sorted(set(ours) | set(theirs)):
-                if sub not in _INIT_KEYS and ours.get(sub) != theirs.get(sub):
+                if sub not in BACKBONE_LOADING_KEYS and ours.get(sub) != theirs.get(sub):
                     differences.append(f"{key}.{sub}: checkpoint {theirs.get(sub)!r}, this run {ours.get(sub)!r}")
         elif ours != theirs and theirs is not None:
             differences.append(f"{key}: checkpoint {theirs!r}, this run {ours!r}")

@@ -16,6 +16,9 @@ Config keys (conf/backbone/*.yaml and conf/model/*.yaml):
                             is used).
                             A missing file is an error (ROMP silently skipped it).
     ``pretrained_format``   auto | backbone | romp | ours (auto detects from the keys).
+    ``init``                romp | kaiming: the backbone's initialisation before any pretrained weights
+                            (romp: N(0, 0.001) for every conv, as ROMP; kaiming: He normal, which trains a
+                            backbone from scratch faster). The heads always get ROMP's.
 
 ``model``
     ``head_channels``       width of each head (64).
@@ -39,13 +42,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from romp_hydra.models.backbones import HRNet, ResNet
+from romp_hydra.models.blocks import init_kaiming
 from romp_hydra.models.checkpoint import load_backbone_weights
 from romp_hydra.models.romp import ROMPNet
 
 log = logging.getLogger(__name__)
 
-# Keys of cfg.backbone that configure loading, not the backbone's constructor.
-BACKBONE_LOADING_KEYS = ("pretrained", "pretrained_format")
+# Keys of cfg.backbone that configure initialisation and loading, not the backbone's constructor.
+BACKBONE_LOADING_KEYS = ("pretrained", "pretrained_format", "init")
+BACKBONE_INITS = {"romp": None, "kaiming": init_kaiming}  # romp: ROMPNet's own init is kept
 MODEL_KEYS = ("head_channels", "head_blocks", "center_threshold", "max_detections", "matching")
 
 # Full-size backbones by name (the class defaults are ROMP's), for tools that run without Hydra.
@@ -81,19 +86,24 @@ def build_backbone(backbone_cfg: Any) -> nn.Module:
 def build(cfg: Any) -> ROMPNet:
     """Build the network from the composed config (reads ``cfg.backbone`` and ``cfg.model``, see above).
 
-    Weights are initialised as ROMP does (conv N(0, 0.001), BN 1/0), then ``backbone.pretrained`` is loaded
-    if set. Whole-network checkpoints (``ckpt_path``, resume) are the trainer's job:
+    Weights are initialised as ROMP does (conv N(0, 0.001), BN 1/0; ``backbone.init=kaiming``: He normal for
+    the backbone), then ``backbone.pretrained`` is loaded if set. Whole-network checkpoints (``ckpt_path``, resume) are the trainer's job:
     `romp_hydra.models.checkpoint.load_network_weights`.
     """
     model_cfg = _as_dict(cfg.model, "model")
     unknown = sorted(set(model_cfg) - set(MODEL_KEYS))
     if unknown:
         raise ValueError(f"cfg.model has unknown key(s) {unknown}; known keys: {', '.join(MODEL_KEYS)}")
+    init = str(cfg.backbone.get("init") or "romp")
+    if init not in BACKBONE_INITS:
+        raise ValueError(f"backbone.init={init!r}; use one of {', '.join(BACKBONE_INITS)}")
     net = ROMPNet(
         build_backbone(cfg.backbone),
         head_channels=int(model_cfg.get("head_channels", 64)),
         head_blocks=int(model_cfg.get("head_blocks", 2)),
     )
+    if BACKBONE_INITS[init] is not None:
+        net.backbone.apply(BACKBONE_INITS[init])
     pretrained = cfg.backbone.get("pretrained")
     if pretrained:
         report = load_backbone_weights(

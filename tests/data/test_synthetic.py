@@ -224,3 +224,20 @@ def test_zero_yaw_orientation_is_smpl_turned_into_camera_axes():
     np.testing.assert_allclose(
         Rotation.from_rotvec(rotvec).as_matrix(), np.diag([1.0, -1.0, -1.0]), atol=1e-12
     )
+
+
+def test_scene_options_reach_the_images(make_source, tmp_path, body_model_dir):
+    plain = make_source(SyntheticSolo, root=tmp_path, num_samples=3, background="plain", yaw_range_deg=0.0,
+                        back_facing_prob=0.0)
+    assert (plain.scene_config.background, plain.scene_config.yaw_range_deg) == ("plain", 0.0)
+    for info in _all_infos(plain):
+        assert info["kp3ds"][0, 24, 2] < info["kp3ds"][0, 15, 2]  # yaw 0, none from behind: the nose is nearer
+    generator = SceneGenerator(dataclasses.replace(VARIANTS["crowd"], image_size_range=SMALL_IMAGES,
+                                                   background="plain"), build_body_model("standin", body_model_dir))
+    sample = generator.generate(cache.sample_rng(0, "train", "crowd", 0))
+    background = sample.image[sample.person_index < 0]
+    assert len(background) and (background == background[0]).all()  # one flat colour wherever nobody is
+    with pytest.raises(ValueError, match="background must be one of"):
+        dataclasses.replace(VARIANTS["solo"], background="noise")
+    with pytest.raises(ValueError, match="back_facing_prob=2"):
+        dataclasses.replace(VARIANTS["solo"], back_facing_prob=2)

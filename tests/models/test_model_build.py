@@ -72,3 +72,16 @@ def test_config_mistakes_are_named():
     del cfg.backbone["_target_"]
     with pytest.raises(ValueError, match="backbone=hrnet32"):
         build(cfg)
+
+
+def test_backbone_init_kaiming_rescales_the_backbone_and_keeps_romps_heads():
+    torch.manual_seed(0)
+    romp = build(compose("hrnet_tiny"))
+    torch.manual_seed(0)
+    kaiming = build(compose("hrnet_tiny", init="kaiming"))
+    # ROMP's init: every conv N(0, 0.001); He normal for a 3x3 conv with 16 outputs: std sqrt(2 / 144) = 0.118.
+    assert romp.backbone.conv1.weight.std() < 0.002
+    assert 0.08 < kaiming.backbone.conv1.weight.std() < 0.16
+    assert torch.equal(romp.smpl_head.out.weight, kaiming.smpl_head.out.weight)
+    with pytest.raises(ValueError, match="backbone.init='he'; use one of romp, kaiming"):
+        build(compose("hrnet_tiny", init="he"))

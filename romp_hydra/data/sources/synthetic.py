@@ -34,6 +34,9 @@ class SyntheticSource(SourceDataset):
             None keeps the variant's default.
         people_range: inclusive (min, max) people per image; None keeps the variant's default.
         pose_space: 'prototypes' or 'uniform' (see ``generator.SceneConfig``); None keeps the variant's default.
+        background: 'procedural' or 'plain' (see ``generator.SceneConfig``); None keeps the variant's default.
+        yaw_range_deg: people turn by up to this much away from the camera; None keeps the variant's default.
+        back_facing_prob: share of people seen from behind; None keeps the variant's default.
         body_model_dir: folder of the body model that poses the meshes; the stand-in model is written there
             if missing. Default: ``<root>/standin_smpl``.
         body_model_kind: 'standin' (default) or 'smpl' (needs the licensed files in body_model_dir).
@@ -59,6 +62,9 @@ class SyntheticSource(SourceDataset):
         image_size_range: Sequence[int] | None = None,
         people_range: Sequence[int] | None = None,
         pose_space: str | None = None,
+        background: str | None = None,
+        yaw_range_deg: float | None = None,
+        back_facing_prob: float | None = None,
         body_model_dir: str | Path | None = None,
         body_model_kind: str = "standin",
         num_workers: int = 2,
@@ -73,6 +79,12 @@ class SyntheticSource(SourceDataset):
             overrides["people_range"] = _int_pair("people_range", people_range)
         if pose_space is not None:
             overrides["pose_space"] = str(pose_space)
+        if background is not None:
+            overrides["background"] = str(background)
+        if yaw_range_deg is not None:
+            overrides["yaw_range_deg"] = float(yaw_range_deg)
+        if back_facing_prob is not None:
+            overrides["back_facing_prob"] = float(back_facing_prob)
         self.scene_config: SceneConfig = dataclasses.replace(VARIANTS[self.variant], **overrides)
         self.num_samples = int(num_samples)
         self.seed = int(seed)

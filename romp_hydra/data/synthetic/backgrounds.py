@@ -13,7 +13,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-__all__ = ["BACKGROUND_KINDS", "random_background", "random_color"]
+__all__ = ["BACKGROUNDS", "BACKGROUND_KINDS", "plain_background", "random_background", "random_color"]
 
 
 def random_color(
@@ -125,3 +125,16 @@ def random_background(rng: np.random.Generator, height: int, width: int) -> np.n
         _add_blobs(rng, canvas)
     canvas += rng.standard_normal(size=canvas.shape, dtype=np.float32) * np.float32(rng.uniform(0.0, 6.0))
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+def plain_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB background of one random colour: people are the only structure in the image."""
+    color = np.rint(random_color(rng)).astype(np.uint8)
+    return np.broadcast_to(color, (height, width, 3)).copy()
+
+
+# SceneConfig.background -> the function that draws it.
+BACKGROUNDS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
+    "procedural": random_background,
+    "plain": plain_background,
+}

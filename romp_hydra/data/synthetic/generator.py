@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from romp_hydra.body.joint_sets import ROOT_JOINTS, SMPL24_PARENTS, TORSO_JOINTS
-from romp_hydra.data.synthetic.backgrounds import random_background, random_color
+from romp_hydra.data.synthetic.backgrounds import BACKGROUNDS, random_color
 from romp_hydra.data.synthetic.poses import (
     POSE_SPACES,
     sample_betas,
@@ -55,6 +55,9 @@ class SceneConfig:
         outside_prob: probability that a person is placed straddling an image border (partly outside).
         yaw_range_deg: people turn by up to this much away from facing the camera.
         back_facing_prob: probability of a person turned by a further 180 degrees (seen from behind).
+        background: 'procedural' (default): textures, a horizon and body-coloured blobs, so that people are
+            not found as "the non-flat pixels"; 'plain': one flat colour, the people are the only structure
+            (the quickstart's images: a tiny network from scratch learns poses from them in minutes).
         pose_space: 'prototypes' (default): poses near a few everyday poses (standing, walking, sitting, ...,
             ``poses.sample_prototype_pose``), so that what a person does can be seen and learnt; 'uniform':
             independent joint angles within the limits (``poses.sample_body_pose``), for which the mean pose is
@@ -74,6 +77,7 @@ class SceneConfig:
     outside_prob: float
     yaw_range_deg: float
     back_facing_prob: float
+    background: str = "procedural"
     pose_space: str = "prototypes"
     pose_noise_deg: float = 10.0
     pose_amplitude_range: tuple[float, float] = (0.2, 1.0)
@@ -89,6 +93,13 @@ class SceneConfig:
             raise ValueError(
                 f"image_size_range must be (min, max) pixels with 32 <= min <= max, got {self.image_size_range}"
             )
+        if self.yaw_range_deg < 0 or not 0 <= self.back_facing_prob <= 1:
+            raise ValueError(
+                f"yaw_range_deg={self.yaw_range_deg} must be >= 0 and back_facing_prob={self.back_facing_prob} "
+                "within [0, 1]"
+            )
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"background must be one of {tuple(BACKGROUNDS)}, got {self.background!r}")
         if self.pose_space not in POSE_SPACES:
             raise ValueError(f"pose_space must be one of {POSE_SPACES}, got {self.pose_space!r}")
         low, high = self.person_height_range
@@ -267,7 +278,7 @@ class SceneGenerator:
         params = self.sample_params(rng, count)
         verts, joints = self.pose_bodies(params)
         people, translations = self._place_people(rng, verts, joints, width, height, cam_mat)
-        background = random_background(rng, height, width)
+        background = BACKGROUNDS[config.background](rng, height, width)
         palettes = [_clothing_palette(rng) for _ in people]
         image, person_index, people, translations = self._render(
             background, verts, joints, people, translations, palettes, cam_mat
