@@ -88,6 +88,8 @@ class BodyModelConfig:
 # trainer.precision (and evaluate's precision). `mixed`: bf16 on GPUs that have it, else fp16 with a loss scaler;
 # fp32 on the CPU (romp_hydra.models.model.resolve_precision).
 PRECISIONS = ("fp32", "bf16", "fp16", "mixed")
+# backbone.init: romp (N(0, 0.001) for every conv, as ROMP) | kaiming (He normal; romp_hydra.models.build)
+BACKBONE_INITS = ("romp", "kaiming")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from romp_hydra.config.errors import ConfigError
-from romp_hydra.config.schema import PRECISIONS
+from romp_hydra.config.schema import BACKBONE_INITS, PRECISIONS
 
 # Same tolerance as ROMP's warning band (0.999, 1.001), but here it is an error.
 WEIGHT_SUM_TOLERANCE = 1e-3
@@ -32,6 +32,9 @@ def validate_config(cfg: DictConfig) -> None:
         _check_trainer(cfg.trainer)
     if "body_model" in cfg:
         _check_choice("body_model.kind", cfg.body_model.kind, BODY_MODEL_KINDS, "body_model=smpl or body_model=standin")
+    if "backbone" in cfg and cfg.backbone.get("init") is not None:
+        _check_choice("backbone.init", cfg.backbone.init, BACKBONE_INITS,
+                      "backbone.init=romp (ROMP's N(0, 0.001)) or backbone.init=kaiming (He normal, from scratch)")
     if "logger" in cfg:
         _check_choice("logger.kind", cfg.logger.kind, LOGGER_KINDS, "logger=mlflow or logger=none")
 

@@ -41,6 +41,7 @@ import hydra.utils
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from romp_hydra.config.schema import BACKBONE_INITS
 from romp_hydra.models.backbones import HRNet, ResNet
 from romp_hydra.models.blocks import init_kaiming
 from romp_hydra.models.checkpoint import load_backbone_weights
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 
 # Keys of cfg.backbone that configure initialisation and loading, not the backbone's constructor.
 BACKBONE_LOADING_KEYS = ("pretrained", "pretrained_format", "init")
-BACKBONE_INITS = {"romp": None, "kaiming": init_kaiming}  # romp: ROMPNet's own init is kept
 MODEL_KEYS = ("head_channels", "head_blocks", "center_threshold", "max_detections", "matching")
 
 # Full-size backbones by name (the class defaults are ROMP's), for tools that run without Hydra.
@@ -95,15 +95,15 @@ def build(cfg: Any) -> ROMPNet:
     if unknown:
         raise ValueError(f"cfg.model has unknown key(s) {unknown}; known keys: {', '.join(MODEL_KEYS)}")
     init = str(cfg.backbone.get("init") or "romp")
-    if init not in BACKBONE_INITS:
+    if init not in BACKBONE_INITS:  # config.validate says so first for a composed run
         raise ValueError(f"backbone.init={init!r}; use one of {', '.join(BACKBONE_INITS)}")
     net = ROMPNet(
         build_backbone(cfg.backbone),
         head_channels=int(model_cfg.get("head_channels", 64)),
         head_blocks=int(model_cfg.get("head_blocks", 2)),
     )
-    if BACKBONE_INITS[init] is not None:
-        net.backbone.apply(BACKBONE_INITS[init])
+    if init == "kaiming":  # "romp": ROMPNet's own init is kept
+        net.backbone.apply(init_kaiming)
     pretrained = cfg.backbone.get("pretrained")
     if pretrained:
         report = load_backbone_weights(

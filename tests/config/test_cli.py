@@ -39,6 +39,7 @@ def test_cfg_job_prints_v1_mixture(backbone):
         (["dataset=nosuchdata"], ["dataset/nosuchdata", "v1_mix", "coco"]),
         (["backbone=vgg"], ["backbone/vgg", "hrnet32", "resnet50"]),
         (["data.batch_size=abc"], ["data.batch_size", "abc"]),
+        (["backbone.init=he"], ["backbone.init", "he", "backbone.init=kaiming"]),
         (["sampling.weights.lsp=0.5"], ["sum to 1.44", "sampling.normalize=true"]),
         (["+sampling.weights.up=0.1"], ["sampling.weights.up", "not a member", "h36m"]),
     ],
