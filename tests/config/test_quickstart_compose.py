@@ -1,7 +1,8 @@
 """The quickstart's scene settings reach its held-out images through val=synthetic, and val=none still composes."""
 from __future__ import annotations
 
-SCENE_KEYS = ("people_range", "background", "yaw_range_deg", "back_facing_prob", "pose_space")
+SCENE_KEYS = ("people_range", "person_height_range", "outside_prob", "min_center_distance", "background",
+              "yaw_range_deg", "back_facing_prob", "pose_space", "pose_noise_deg", "pose_blend_prob")
 
 
 def test_held_out_images_are_drawn_like_the_training_ones(compose_cfg):

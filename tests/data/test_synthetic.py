@@ -18,7 +18,13 @@ from romp_hydra.data.sample import validate_img_info
 from romp_hydra.data.sources.synthetic import SyntheticCrowd, SyntheticSolo
 from romp_hydra.data.synthetic import cache
 from romp_hydra.data.synthetic.generator import VARIANTS, SceneGenerator
-from romp_hydra.data.synthetic.poses import BODY_JOINT_LIMITS, sample_body_pose, sample_global_orient
+from romp_hydra.data.synthetic.poses import (
+    BODY_JOINT_LIMITS,
+    POSE_PROTOTYPES,
+    sample_body_pose,
+    sample_global_orient,
+    sample_prototype_mode,
+)
 
 SMALL_IMAGES = (96, 128)
 
@@ -241,3 +247,31 @@ def test_scene_options_reach_the_images(make_source, tmp_path, body_model_dir):
         dataclasses.replace(VARIANTS["solo"], background="noise")
     with pytest.raises(ValueError, match="back_facing_prob=2"):
         dataclasses.replace(VARIANTS["solo"], back_facing_prob=2)
+    with pytest.raises(ValueError, match="pose_noise_deg=-1 must be >= 0"):
+        dataclasses.replace(VARIANTS["solo"], pose_noise_deg=-1)
+
+
+def test_pose_and_placement_options_reach_the_scene(make_source, tmp_path):
+    exact = make_source(SyntheticSolo, root=tmp_path, num_samples=4, pose_noise_deg=0.0, pose_blend_prob=0.0,
+                        person_height_range=[0.5, 0.5], outside_prob=0.0)
+    config = exact.scene_config
+    assert (config.pose_noise_deg, config.pose_blend_prob, config.person_height_range, config.outside_prob) == (
+        0.0, 0.0, (0.5, 0.5), 0.0)
+    # The prototypes and their mirror images (every mode an unblended draw can give; symmetric ones mirror onto
+    # themselves).
+    rng = np.random.default_rng(0)
+    modes = np.stack([sample_prototype_mode(rng, blend_prob=0.0)[0].reshape(-1) for _ in range(400)])
+    assert len(POSE_PROTOTYPES) < len(np.unique(modes.round(6), axis=0)) < 2 * len(POSE_PROTOTYPES)
+    for info in _all_infos(exact):
+        # No noise, no blending: every body pose is one of the modes.
+        assert np.abs(modes - info["params"][0, 3:66]).max(1).min() < 1e-5
+        # The joints lie inside the body's box, drawn half the image tall (perspective: a few %), and inside the image.
+        assert np.ptp(info["kp2ds"][0, :, 1]) < 0.5 * info["image"].shape[0] * 1.1
+        assert info["kp2ds"][0, :, 2].all()
+    noisy = make_source(SyntheticSolo, root=tmp_path, num_samples=2, pose_noise_deg=10.0, pose_blend_prob=0.0)
+    for info in _all_infos(noisy):
+        assert np.abs(modes - info["params"][0, 3:66]).max(1).min() > 1e-3
+    with pytest.raises(ValueError, match=r"person_height_range must be \[min, max\]"):
+        make_source(SyntheticSolo, root=tmp_path, num_samples=1, person_height_range=[0.6, 0.3])
+    with pytest.raises(ValueError, match="pose_blend_prob=2"):
+        make_source(SyntheticSolo, root=tmp_path, num_samples=1, pose_blend_prob=2)

@@ -33,7 +33,16 @@ class SyntheticSource(SourceDataset):
         image_size_range: inclusive (min, max) pixels for the width and the height (drawn independently);
             None keeps the variant's default.
         people_range: inclusive (min, max) people per image; None keeps the variant's default.
+        person_height_range: (min, max) projected body height as a fraction of the image height; None keeps the
+            variant's default.
+        outside_prob: share of people placed across an image border (partly outside); None keeps the
+            variant's default.
+        min_center_distance: two people's torso centres are at least this times the smaller one's height apart;
+            None keeps the variant's default.
         pose_space: 'prototypes' or 'uniform' (see ``generator.SceneConfig``); None keeps the variant's default.
+        pose_noise_deg: Gaussian noise (degrees) on every joint angle around the prototypes; None keeps the
+            variant's default.
+        pose_blend_prob: share of poses blended with a second prototype; None keeps the variant's default.
         background: 'procedural' or 'plain' (see ``generator.SceneConfig``); None keeps the variant's default.
         yaw_range_deg: people turn by up to this much away from the camera; None keeps the variant's default.
         back_facing_prob: share of people seen from behind; None keeps the variant's default.
@@ -61,7 +70,12 @@ class SyntheticSource(SourceDataset):
         seed: int = 0,
         image_size_range: Sequence[int] | None = None,
         people_range: Sequence[int] | None = None,
+        person_height_range: Sequence[float] | None = None,
+        outside_prob: float | None = None,
+        min_center_distance: float | None = None,
         pose_space: str | None = None,
+        pose_noise_deg: float | None = None,
+        pose_blend_prob: float | None = None,
         background: str | None = None,
         yaw_range_deg: float | None = None,
         back_facing_prob: float | None = None,
@@ -72,19 +86,13 @@ class SyntheticSource(SourceDataset):
         root = Path(root).expanduser()
         root.mkdir(parents=True, exist_ok=True)  # a cache folder: created, not required to exist
         super().__init__(root, split, key=key or self.default_key)
-        overrides: dict[str, Any] = {}
-        if image_size_range is not None:
-            overrides["image_size_range"] = _int_pair("image_size_range", image_size_range)
-        if people_range is not None:
-            overrides["people_range"] = _int_pair("people_range", people_range)
-        if pose_space is not None:
-            overrides["pose_space"] = str(pose_space)
-        if background is not None:
-            overrides["background"] = str(background)
-        if yaw_range_deg is not None:
-            overrides["yaw_range_deg"] = float(yaw_range_deg)
-        if back_facing_prob is not None:
-            overrides["back_facing_prob"] = float(back_facing_prob)
+        requested = {"image_size_range": image_size_range, "people_range": people_range,
+                     "person_height_range": person_height_range, "outside_prob": outside_prob,
+                     "min_center_distance": min_center_distance, "pose_space": pose_space,
+                     "pose_noise_deg": pose_noise_deg, "pose_blend_prob": pose_blend_prob,
+                     "background": background, "yaw_range_deg": yaw_range_deg,
+                     "back_facing_prob": back_facing_prob}
+        overrides = {name: _SCENE_OPTIONS[name](name, value) for name, value in requested.items() if value is not None}
         self.scene_config: SceneConfig = dataclasses.replace(VARIANTS[self.variant], **overrides)
         self.num_samples = int(num_samples)
         self.seed = int(seed)
@@ -131,8 +139,22 @@ class SyntheticCrowd(SyntheticSource):
     multi_person = True
 
 
-def _int_pair(name: str, value: Sequence[int]) -> tuple[int, int]:
-    values = tuple(int(v) for v in value)
-    if len(values) != 2 or values[0] > values[1]:
-        raise ValueError(f"{name} must be [min, max] with min <= max, got {list(value)}")
-    return values
+def _pair(cast: type):
+    def convert(name: str, value: Sequence[Any]) -> tuple[Any, Any]:
+        values = tuple(cast(v) for v in value)
+        if len(values) != 2 or values[0] > values[1]:
+            raise ValueError(f"{name} must be [min, max] with min <= max, got {list(value)}")
+        return values
+    return convert
+
+
+def _scalar(cast: type):
+    return lambda _name, value: cast(value)
+
+
+# Scene options a source may set (None: the variant's own); each value is converted to SceneConfig's type,
+# which validates it.
+_SCENE_OPTIONS = {"image_size_range": _pair(int), "people_range": _pair(int), "person_height_range": _pair(float),
+                  "outside_prob": _scalar(float), "min_center_distance": _scalar(float),                   "pose_space": _scalar(str), "pose_noise_deg": _scalar(float), "pose_blend_prob": _scalar(float),
+                  "background": _scalar(str),
+                  "yaw_range_deg": _scalar(float), "back_facing_prob": _scalar(float)}

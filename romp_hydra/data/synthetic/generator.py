@@ -63,6 +63,7 @@ class SceneConfig:
             independent joint angles within the limits (``poses.sample_body_pose``), for which the mean pose is
             close to the best any image-based regressor can do (the version-1 data).
         pose_noise_deg: Gaussian noise on every joint angle around the prototypes ('prototypes' only).
+        pose_blend_prob: share of poses blended with a second prototype ('prototypes' only).
         pose_amplitude_range: how far poses go from a relaxed standing pose towards random poses within
             the joint limits ('uniform' only, see ``poses.sample_body_pose``).
         fov_range_deg: horizontal-or-vertical (whichever side is longer) field of view of the camera.
@@ -80,6 +81,7 @@ class SceneConfig:
     background: str = "procedural"
     pose_space: str = "prototypes"
     pose_noise_deg: float = 10.0
+    pose_blend_prob: float = 0.5
     pose_amplitude_range: tuple[float, float] = (0.2, 1.0)
     fov_range_deg: tuple[float, float] = (45.0, 65.0)
     min_center_distance: float = 0.0
@@ -100,6 +102,11 @@ class SceneConfig:
             )
         if self.background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {tuple(BACKGROUNDS)}, got {self.background!r}")
+        if not 0 <= self.outside_prob <= 1:
+            raise ValueError(f"outside_prob must be within [0, 1], got {self.outside_prob}")
+        if self.pose_noise_deg < 0 or not 0 <= self.pose_blend_prob <= 1:
+            raise ValueError(f"pose_noise_deg={self.pose_noise_deg} must be >= 0 degrees and "
+                             f"pose_blend_prob={self.pose_blend_prob} within [0, 1]")
         if self.pose_space not in POSE_SPACES:
             raise ValueError(f"pose_space must be one of {POSE_SPACES}, got {self.pose_space!r}")
         low, high = self.person_height_range
@@ -259,7 +266,7 @@ class SceneGenerator:
         for i in range(count):
             params[i, :3] = sample_global_orient(rng, config.yaw_range_deg, config.back_facing_prob)
             if config.pose_space == "prototypes":
-                params[i, 3:66] = sample_prototype_pose(rng, config.pose_noise_deg)
+                params[i, 3:66] = sample_prototype_pose(rng, config.pose_noise_deg, config.pose_blend_prob)
             else:
                 params[i, 3:66] = sample_body_pose(rng, config.pose_amplitude_range)
             params[i, 66:] = sample_betas(rng, NUM_BETAS)

@@ -25,6 +25,7 @@ __all__ = [
     "sample_betas",
     "sample_body_pose",
     "sample_global_orient",
+    "sample_prototype_mode",
     "sample_prototype_pose",
 ]
 
@@ -124,22 +125,33 @@ _MIRROR_ROWS = [(_MIRROR.get(j, j)) - 1 for j in range(1, NUM_BODY_JOINTS + 1)]
 POSE_SPACES = ("prototypes", "uniform")
 
 
+def sample_prototype_mode(rng: np.random.Generator, blend_prob: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The noise-free part of `sample_prototype_pose`: ``(pose, prototype)``, both (21, 3) radians.
+
+    One prototype is drawn uniformly, blended with a second one (weight ``U(0, 0.5)``) with probability
+    ``blend_prob``, and mirrored left/right with probability 1/2; ``pose`` is the result, ``prototype`` the
+    first prototype with the same mirroring (what a classifier of the prototypes could at best answer).
+    """
+    count = len(_PROTOTYPE_STACK)
+    prototype = pose = _PROTOTYPE_STACK[int(rng.integers(count))]
+    if rng.random() < blend_prob:
+        weight = rng.uniform(0.0, 0.5)
+        pose = (1.0 - weight) * pose + weight * _PROTOTYPE_STACK[int(rng.integers(count))]
+    if rng.random() < 0.5:
+        pose, prototype = (p[_MIRROR_ROWS] * np.array([1.0, -1.0, -1.0]) for p in (pose, prototype))
+    return pose, prototype
+
+
 def sample_prototype_pose(
     rng: np.random.Generator, noise_deg: float = 10.0, blend_prob: float = 0.5
 ) -> np.ndarray:
     """A (63,) axis-angle body pose near one of ``POSE_PROTOTYPES``, within ``BODY_JOINT_LIMITS``.
 
-    One prototype is drawn uniformly, mirrored left/right with probability 1/2, blended with a second one
-    (weight ``U(0, 0.5)``) with probability ``blend_prob``, and every component gets Gaussian noise of
-    ``noise_deg`` degrees before clipping to the limits: a continuous pose space around a few modes.
+    `sample_prototype_mode` (a prototype, maybe blended with a second, maybe mirrored), then Gaussian noise of
+    ``noise_deg`` degrees on every component before clipping to the limits: a continuous pose space around a
+    few modes.
     """
-    count = len(_PROTOTYPE_STACK)
-    pose = _PROTOTYPE_STACK[int(rng.integers(count))]
-    if rng.random() < blend_prob:
-        weight = rng.uniform(0.0, 0.5)
-        pose = (1.0 - weight) * pose + weight * _PROTOTYPE_STACK[int(rng.integers(count))]
-    if rng.random() < 0.5:
-        pose = pose[_MIRROR_ROWS] * np.array([1.0, -1.0, -1.0])
+    pose, _ = sample_prototype_mode(rng, blend_prob)
     pose = pose + rng.normal(0.0, np.deg2rad(noise_deg), size=pose.shape)
     return np.clip(pose, BODY_JOINT_LIMITS[..., 0], BODY_JOINT_LIMITS[..., 1]).reshape(-1)
 
