@@ -275,3 +275,19 @@ def test_pose_and_placement_options_reach_the_scene(make_source, tmp_path):
         make_source(SyntheticSolo, root=tmp_path, num_samples=1, person_height_range=[0.6, 0.3])
     with pytest.raises(ValueError, match="pose_blend_prob=2"):
         make_source(SyntheticSolo, root=tmp_path, num_samples=1, pose_blend_prob=2)
+
+
+def test_min_center_distance_keeps_group_members_apart(make_source, tmp_path):
+    apart = make_source(SyntheticCrowd, root=tmp_path, num_samples=6, people_range=[2, 3],
+                        person_height_range=[0.4, 0.4], min_center_distance=1.0, outside_prob=0.0)
+    pairs = 0
+    for info in _all_infos(apart):
+        centres = info["kp2ds"][:, list(TORSO_JOINTS), :2].mean(axis=1)
+        height = 0.4 * info["image"].shape[0]  # every body is drawn this tall
+        for i in range(len(centres)):
+            for j in range(i):
+                pairs += 1
+                assert np.linalg.norm(centres[i] - centres[j]) >= height - 1.0
+    assert pairs  # some images hold two or more people
+    with pytest.raises(ValueError, match="min_center_distance=-1"):
+        make_source(SyntheticCrowd, root=tmp_path, num_samples=1, min_center_distance=-1)

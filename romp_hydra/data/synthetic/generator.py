@@ -102,8 +102,9 @@ class SceneConfig:
             )
         if self.background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {tuple(BACKGROUNDS)}, got {self.background!r}")
-        if not 0 <= self.outside_prob <= 1:
-            raise ValueError(f"outside_prob must be within [0, 1], got {self.outside_prob}")
+        if not 0 <= self.outside_prob <= 1 or self.min_center_distance < 0:
+            raise ValueError(f"outside_prob={self.outside_prob} must be within [0, 1] and "
+                             f"min_center_distance={self.min_center_distance} >= 0")
         if self.pose_noise_deg < 0 or not 0 <= self.pose_blend_prob <= 1:
             raise ValueError(f"pose_noise_deg={self.pose_noise_deg} must be >= 0 degrees and "
                              f"pose_blend_prob={self.pose_blend_prob} within [0, 1]")
