@@ -331,7 +331,7 @@ def _check_members(members: Mapping[str, Any], where: str, check_images: bool) -
     from romp_hydra.data.base import DatasetNotFoundError
     from romp_hydra.data.loader import instantiate_source
     from romp_hydra.data.store import StoreFormatError
-    from romp_hydra.data.sources.synthetic import SyntheticSource
+    from romp_hydra.data.sources.synthetic import SCENE_OPTIONS, SyntheticSource
 
     problems = []
     for key in members:
@@ -340,8 +340,12 @@ def _check_members(members: Mapping[str, Any], where: str, check_images: bool) -
         if not target:
             continue  # reported by the config check
         try:
-            if issubclass(get_class(target), SyntheticSource):
-                continue  # generated into the cache on first use: nothing to find yet
+            source_class = get_class(target)
+            if issubclass(source_class, SyntheticSource):
+                # Generated into the cache on first use: nothing to find yet, but its scene settings are checked
+                # now, not after the images of the members before it were generated.
+                source_class.build_scene(**{name: member.get(name) for name in SCENE_OPTIONS})
+                continue
             source = instantiate_source(str(key), member)
         except (DatasetNotFoundError, StoreFormatError) as err:
             problems.append(str(err))

@@ -111,3 +111,12 @@ def test_evaluate_reports_its_missing_inputs_together(compose_cfg, tmp_path):
     problems = "\n".join(find_problems(cfg, "evaluate"))
     assert "best.pt: no such file" in problems
     assert "dataset 'pw3d" in problems and "SMPL_NEUTRAL.pkl" in problems
+
+
+def test_a_bad_synthetic_scene_setting_is_reported_before_any_image_is_generated(compose_cfg):
+    problems = "\n".join(find_problems(compose_cfg(["experiment=quickstart",
+                                                    "dataset.members.synth_crowd.min_center_distance=-1",
+                                                    "dataset.members.synth_solo.pose_blend_prob=2"]), "train"))
+    assert "dataset.members.synth_crowd: ValueError" in problems and "min_center_distance=-1.0 >= 0" in problems
+    assert "dataset.members.synth_solo: ValueError" in problems and "pose_blend_prob=2.0 within [0, 1]" in problems
+    assert "val.dataset.members.synth_crowd" in problems  # the held-out images follow the training settings

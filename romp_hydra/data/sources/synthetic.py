@@ -18,7 +18,7 @@ from romp_hydra.data.store import PackedStore
 from romp_hydra.data.synthetic.cache import ANNOTATION_FILE, ensure_synthetic_split
 from romp_hydra.data.synthetic.generator import VARIANTS, SceneConfig
 
-__all__ = ["SyntheticCrowd", "SyntheticSolo", "SyntheticSource"]
+__all__ = ["SCENE_OPTIONS", "SyntheticCrowd", "SyntheticSolo", "SyntheticSource"]
 
 
 class SyntheticSource(SourceDataset):
@@ -92,8 +92,7 @@ class SyntheticSource(SourceDataset):
                      "pose_noise_deg": pose_noise_deg, "pose_blend_prob": pose_blend_prob,
                      "background": background, "yaw_range_deg": yaw_range_deg,
                      "back_facing_prob": back_facing_prob}
-        overrides = {name: _SCENE_OPTIONS[name](name, value) for name, value in requested.items() if value is not None}
-        self.scene_config: SceneConfig = dataclasses.replace(VARIANTS[self.variant], **overrides)
+        self.scene_config: SceneConfig = self.build_scene(**requested)
         self.num_samples = int(num_samples)
         self.seed = int(seed)
         self.folder = ensure_synthetic_split(
@@ -108,6 +107,16 @@ class SyntheticSource(SourceDataset):
             num_workers=num_workers,
         )
         self.store = PackedStore(self.folder / ANNOTATION_FILE)
+
+    @classmethod
+    def build_scene(cls, **options: Any) -> SceneConfig:
+        """The variant's scene with `options` (``SCENE_OPTIONS`` names; None: the variant's own), validated;
+        no file is touched (the preflight checks a config with it before any image is generated)."""
+        unknown = sorted(set(options) - set(SCENE_OPTIONS))
+        if unknown:
+            raise TypeError(f"{cls.__name__}: unknown scene options {unknown}; known: {', '.join(SCENE_OPTIONS)}")
+        overrides = {name: SCENE_OPTIONS[name](name, value) for name, value in options.items() if value is not None}
+        return dataclasses.replace(VARIANTS[cls.variant], **overrides)
 
     def __len__(self) -> int:
         return len(self.store)
@@ -154,7 +163,7 @@ def _scalar(cast: type):
 
 # Scene options a source may set (None: the variant's own); each value is converted to SceneConfig's type,
 # which validates it.
-_SCENE_OPTIONS = {"image_size_range": _pair(int), "people_range": _pair(int), "person_height_range": _pair(float),
+SCENE_OPTIONS = {"image_size_range": _pair(int), "people_range": _pair(int), "person_height_range": _pair(float),
                   "outside_prob": _scalar(float), "min_center_distance": _scalar(float),                   "pose_space": _scalar(str), "pose_noise_deg": _scalar(float), "pose_blend_prob": _scalar(float),
                   "background": _scalar(str),
                   "yaw_range_deg": _scalar(float), "back_facing_prob": _scalar(float)}
