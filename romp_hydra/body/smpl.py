@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import smplx
 import torch
-from smplx.lbs import batch_rodrigues
+from smplx.lbs import batch_rodrigues, lbs
 from smplx.utils import Struct
 from torch import Tensor, nn
 
@@ -52,7 +52,7 @@ _REQUIRED_KEYS = ("v_template", "f", "J_regressor", "kintree_table", "weights", 
 class BodyOutput(NamedTuple):
     """What `BodyModel` returns (a NamedTuple, so DataParallel can gather it)."""
 
-    vertices: Tensor  # (N, 6890, 3)
+    vertices: Tensor | None  # (N, 6890, 3); None when the body model was asked for joints only
     joints54: Tensor  # (N, 54, 3), joint_sets.SMPL_ALL_54 order
     joints_h36m17: Tensor  # (N, 17, 3), joint_sets.H36M_17 order (LSP-14, pelvis, spine, jaw)
 
@@ -150,6 +150,7 @@ class BodyModel(nn.Module):
         h36m = _load_regressor(paths.j_regressor_h36m, NUM_H36M)[list(H36M_TO_J17)]
         self.register_buffer("j_regressor_extra", torch.from_numpy(extra))
         self.register_buffer("j_regressor_h36m17", torch.from_numpy(np.ascontiguousarray(h36m)))
+        self.joints_only = _JointVertexSubset(self.smpl, self.j_regressor_extra, self.j_regressor_h36m17)
         _make_buffers_non_persistent(self)
 
         self.kind = kind
@@ -170,7 +171,7 @@ class BodyModel(nn.Module):
         return (f"kind={self.kind}, gender={self.gender}, root_align={self.root_align}, "
                 f"is_standin={self.is_standin}, model={self.model_path}")
 
-    def forward(self, global_orient: Tensor, body_pose: Tensor, betas: Tensor) -> BodyOutput:
+    def forward(self, global_orient: Tensor, body_pose: Tensor, betas: Tensor, vertices: bool = True) -> BodyOutput:
         """Pose and shape of N people -> `BodyOutput` (float32 unless the module was cast, on its device).
 
         Args:
@@ -178,6 +179,8 @@ class BodyModel(nn.Module):
             body_pose: (N, 63) or (N, 69) axis-angle, or (N, 21, 3, 3) / (N, 23, 3, 3) rotation matrices,
                 SMPL joints 1..21 (1..23). With 21 joints the hands (22, 23) stay at rest, as in ROMP.
             betas: (N, 10) shape coefficients.
+            vertices: False skins only the vertices the joints are regressed from (the same joints, a third of
+                the cost; ``vertices`` is None in the output): the training losses need no mesh.
         """
         dtype = self.smpl.shapedirs.dtype  # float32 unless the module was explicitly cast
         global_rot = _rotation_matrices(global_orient, "global_orient", (1,), dtype)
@@ -191,22 +194,63 @@ class BodyModel(nn.Module):
         device = self.smpl.v_template.device
         if count == 0:  # smplx cannot run an empty batch
             empty = torch.zeros(0, 3, device=device, dtype=dtype)
-            return BodyOutput(empty.new_zeros(0, NUM_VERTICES, 3), empty.new_zeros(0, NUM_JOINTS_54, 3),
+            return BodyOutput(empty.new_zeros(0, NUM_VERTICES, 3) if vertices else None,
+                              empty.new_zeros(0, NUM_JOINTS_54, 3),
                               empty.new_zeros(0, NUM_H36M, 3))
         if body_rot.shape[1] == 21:
             rest_hands = torch.eye(3, device=body_rot.device, dtype=body_rot.dtype).expand(count, 2, 3, 3)
             body_rot = torch.cat([body_rot, rest_hands], dim=1)
 
         with torch.autocast(device_type=device.type, enabled=False):
-            smpl_out = self.smpl(betas=betas.to(dtype), global_orient=global_rot, body_pose=body_rot)
-            vertices = smpl_out.vertices
-            extra = torch.einsum("jv,nvc->njc", self.j_regressor_extra, vertices)
-            joints54 = torch.cat([smpl_out.joints, extra], dim=1)  # 24 kinematic + 21 vertices + 9
-            joints_h36m17 = torch.einsum("jv,nvc->njc", self.j_regressor_h36m17, vertices)
+            if vertices:
+                smpl_out = self.smpl(betas=betas.to(dtype), global_orient=global_rot, body_pose=body_rot)
+                mesh, joints45 = smpl_out.vertices, smpl_out.joints
+                regress_from, extra_regressor, h36m_regressor = mesh, self.j_regressor_extra, self.j_regressor_h36m17
+            else:
+                mesh = None
+                regress_from, joints45 = self.joints_only(betas.to(dtype), global_rot, body_rot)
+                extra_regressor, h36m_regressor = self.joints_only.j_regressor_extra, self.joints_only.j_regressor_h36m17
+            extra = torch.einsum("jv,nvc->njc", extra_regressor, regress_from)
+            joints54 = torch.cat([joints45, extra], dim=1)  # 24 kinematic + 21 vertices + 9
+            joints_h36m17 = torch.einsum("jv,nvc->njc", h36m_regressor, regress_from)
         if self.root_align:
             root = joints54[:, list(ROOT_JOINTS)].mean(dim=1, keepdim=True)
-            vertices, joints54, joints_h36m17 = vertices - root, joints54 - root, joints_h36m17 - root
-        return BodyOutput(vertices, joints54, joints_h36m17)
+            joints54, joints_h36m17 = joints54 - root, joints_h36m17 - root
+            mesh = mesh - root if mesh is not None else None
+        return BodyOutput(mesh, joints54, joints_h36m17)
+
+
+class _JointVertexSubset(nn.Module):
+    """smplx's LBS restricted to the vertices the joints depend on (the supports of the kinematic, extra and
+    H36M regressors and the 21 vertex joints): exactly the joints of the full mesh, from ~2,000 of its 6,890
+    vertices. A vertex's skinned position depends only on its own rows of the template, the blend shapes and
+    the skinning weights, so dropping the others changes nothing that the joints read."""
+
+    def __init__(self, smpl: smplx.SMPLLayer, j_regressor_extra: Tensor, j_regressor_h36m17: Tensor):
+        super().__init__()
+        selected = smpl.vertex_joint_selector.extra_joints_idxs
+        used = (smpl.J_regressor != 0).any(0) | (j_regressor_extra != 0).any(0) | (j_regressor_h36m17 != 0).any(0)
+        used[selected] = True
+        ids = used.nonzero().squeeze(1)
+        position = torch.full((used.shape[0],), -1, dtype=torch.long)
+        position[ids] = torch.arange(len(ids))
+        num_pose_basis = smpl.posedirs.shape[0]
+        self.register_buffer("v_template", smpl.v_template[ids].clone())
+        self.register_buffer("shapedirs", smpl.shapedirs[ids].clone())
+        self.register_buffer("posedirs", smpl.posedirs.view(num_pose_basis, -1, 3)[:, ids].reshape(num_pose_basis, -1))
+        self.register_buffer("lbs_weights", smpl.lbs_weights[ids].clone())
+        self.register_buffer("j_regressor", smpl.J_regressor[:, ids].clone())
+        self.register_buffer("j_regressor_extra", j_regressor_extra[:, ids].clone())
+        self.register_buffer("j_regressor_h36m17", j_regressor_h36m17[:, ids].clone())
+        self.register_buffer("vertex_joints", position[selected].clone())
+        self.register_buffer("parents", smpl.parents.clone())
+
+    def forward(self, betas: Tensor, global_rot: Tensor, body_rot: Tensor) -> tuple[Tensor, Tensor]:
+        """(the skinned subset (N, S, 3), smplx's 45 joints: 24 kinematic + 21 vertex joints)."""
+        full_pose = torch.cat([global_rot.reshape(-1, 1, 3, 3), body_rot], dim=1)
+        subset, joints24 = lbs(betas, full_pose, self.v_template, self.shapedirs, self.posedirs, self.j_regressor,
+                               self.parents, self.lbs_weights, pose2rot=False)
+        return subset, torch.cat([joints24, subset[:, self.vertex_joints]], dim=1)
 
 
 def build_body_model(kind: str, model_dir: str | os.PathLike, gender: str = "neutral",

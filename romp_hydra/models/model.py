@@ -66,7 +66,7 @@ def run_network(net: nn.Module, images: Tensor, device: torch.device, precision:
     SVD and the focal log are not fp16-safe). ``precision`` may be ``mixed`` (see `resolve_precision`)."""
     precision = resolve_precision(precision, device)
     images = images.to(device, non_blocking=True)
-    if channels_last and device.type == "cuda":
+    if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     with autocast_context(device, precision):
         maps = net(images)
@@ -94,18 +94,21 @@ class PeoplePicker:
                            threshold=self.center_threshold, top_k=self.max_detections)
 
 
-def people_at(maps: Mapping[str, Tensor], predictor: Predictor, selection: Selection) -> dict[str, Tensor]:
-    """The one output dict: the maps and the people read at `selection`'s cells."""
-    people = predictor(sample_params(maps["params_maps"], selection), selection)
+def people_at(maps: Mapping[str, Tensor], predictor: Predictor, selection: Selection,
+              vertices: bool = True) -> dict[str, Tensor]:
+    """The one output dict: the maps and the people read at `selection`'s cells (meshes unless `vertices` is
+    False)."""
+    people = predictor(sample_params(maps["params_maps"], selection), selection, vertices=vertices)
     return {**maps, **people}
 
 
 def forward_step(net: nn.Module, predictor: Predictor, images: Tensor, device: torch.device,
                  picker: PeoplePicker, *, centers: Tensor | None = None, person_mask: Tensor | None = None,
-                 precision: str = "fp32", channels_last: bool = False) -> dict[str, Tensor]:
-    """Network -> people: matched to the GT when `centers` / `person_mask` are given, else every peak."""
+                 precision: str = "fp32", channels_last: bool = False, vertices: bool = True) -> dict[str, Tensor]:
+    """Network -> people: matched to the GT when `centers` / `person_mask` are given, else every peak
+    (`vertices`: see `Predictor.forward`)."""
     maps = run_network(net, images, device, precision, channels_last)
-    return people_at(maps, predictor, picker.select(maps["center_map"], centers, person_mask))
+    return people_at(maps, predictor, picker.select(maps["center_map"], centers, person_mask), vertices)
 
 
 def heads_in_graph(output: Mapping[str, Tensor]) -> Tensor:

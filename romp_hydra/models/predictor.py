@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +30,7 @@ class PersonOutputs(TypedDict):
     body_pose: Tensor  # (N, 63) axis-angle, SMPL joints 1..21
     betas: Tensor  # (N, 10)
     pose_rotmat: Tensor  # (N, 22, 3, 3)
-    verts: Tensor  # (N, V, 3)
+    verts: NotRequired[Tensor]  # (N, V, 3); absent when decoded with vertices=False
     joints54: Tensor  # (N, 54, 3)
     joints_h36m17: Tensor  # (N, 17, 3)
     pj2d: Tensor  # (N, 54, 2) normalised [-1, 1] coordinates of the padded input
@@ -56,13 +56,15 @@ class Predictor(nn.Module):
         self.body_model = body_model
         self.root_align = root_align
 
-    def forward(self, params: Tensor, selection: Selection | None = None) -> PersonOutputs:
+    def forward(self, params: Tensor, selection: Selection | None = None, vertices: bool = True) -> PersonOutputs:
         """Decode N people.
 
         Args:
             params: N x 145 vectors from `parser.sample_params`.
             selection: where they came from, copied into the outputs
                 (None: batch 0, slot -1, cell (0, 0), score 0 for everyone).
+            vertices: False leaves the meshes out (``verts``): the same joints at a third of the body
+                model's cost, for training steps that draw no picture.
         """
         if params.dim() != 2 or params.shape[1] != PARAMS_DIM:
             raise ValueError(
@@ -80,11 +82,13 @@ class Predictor(nn.Module):
         rotmats = rot6d_to_rotmat(body_input[:, POSE_6D_SLICE].reshape(-1, POSE_JOINTS, ROT6D_DIM))
         axis_angle = rotmat_to_axis_angle(rotmats).flatten(1)  # M x 66
         betas = body_input[:, BETAS_SLICE]
-        body = self.body_model(global_orient=axis_angle[:, :3], body_pose=axis_angle[:, 3:], betas=betas)
+        body = self.body_model(global_orient=axis_angle[:, :3], body_pose=axis_angle[:, 3:], betas=betas,
+                               vertices=vertices)
         verts, joints54, joints_h36m17 = body.vertices, body.joints54, body.joints_h36m17
         if self.root_align:
             root = joints54[:, list(ROOT_JOINTS)].mean(dim=1, keepdim=True)
-            verts, joints54, joints_h36m17 = verts - root, joints54 - root, joints_h36m17 - root
+            joints54, joints_h36m17 = joints54 - root, joints_h36m17 - root
+            verts = verts - root if vertices else None
         cam = body_input[:, CAM_SLICE]
         pj2d = weak_perspective_project(joints54, cam)
 
@@ -94,7 +98,7 @@ class Predictor(nn.Module):
             "body_pose": axis_angle[:, 3:],
             "betas": betas,
             "pose_rotmat": rotmats,
-            "verts": verts,
+            **({"verts": verts} if vertices else {}),
             "joints54": joints54,
             "joints_h36m17": joints_h36m17,
             "pj2d": pj2d,

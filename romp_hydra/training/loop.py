@@ -243,12 +243,14 @@ class Trainer:
         return previous
 
     # -- one step ------------------------------------------------------------------------------------------------
-    def _forward_loss(self, batch: dict) -> tuple[torch.Tensor, dict, dict]:
-        """The loss of one batch and the model's output dict (maps and GT-matched people)."""
+    def _forward_loss(self, batch: dict, vertices: bool = False) -> tuple[torch.Tensor, dict, dict]:
+        """The loss of one batch and the model's output dict (maps and GT-matched people; their meshes only
+        with `vertices`: no loss term needs them)."""
         targets = {key: batch[key].to(self.device, non_blocking=True) for key in TARGET_KEYS}
         output = forward_step(self.net, self.predictor, batch["image"], self.device, self.picker,
                               centers=targets["centers"], person_mask=targets["person_mask"],
-                              precision=self.precision, channels_last=self.settings.channels_last)
+                              precision=self.precision, channels_last=self.settings.channels_last,
+                              vertices=vertices)
         matched = gather_matched_targets(targets, output["batch_idx"], output["person_idx"])
         total, terms = self.criterion(output, matched, output["center_map"], targets["centermap"],
                                       targets["all_persons_labelled"].bool())
@@ -311,7 +313,8 @@ class Trainer:
                 sampler.set_epoch(self.state.epoch)
                 micro, step_finite = 0, None
                 for batch in meter.timed(self.loader):
-                    total, terms, output = self._forward_loss(batch)  # the loader advances the sampler
+                    # (iterating the loader advances the sampler); meshes only for a step that draws them
+                    total, terms, output = self._forward_loss(batch, vertices=self._draws(self.state.step + 1))
                     # No host sync: whether the step is finite stays on the device. The criterion leaves
                     # non-finite terms out of the total; such a step is still skipped, by the optimiser on the
                     # device (`_optimizer_step`).
@@ -334,7 +337,7 @@ class Trainer:
                         self._log_window(meter, progress)
                     elif step % s.max_consecutive_nan == 0:
                         self._check_divergence()
-                    if self.draw_train is not None and self.dist.is_main and (step % s.vis_every_steps == 0 or step == 1):
+                    if self._draws(step):
                         self.draw_train(batch, output, output, step)
                     # A checkpoint comes before every validation, so a failing validation loses no steps.
                     validating = self.validate is not None and step % s.val_every_steps == 0
@@ -369,6 +372,11 @@ class Trainer:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
         return {k: v for k, v in self.state.last_val.items() if k != "step"}
+
+    def _draws(self, step: int) -> bool:
+        """Whether optimiser step `step` ends with a picture of the training batch (its meshes are needed)."""
+        return (self.draw_train is not None and self.dist.is_main
+                and (step % self.settings.vis_every_steps == 0 or step == 1))
 
     @property
     def interrupted(self) -> bool:

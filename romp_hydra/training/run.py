@@ -84,7 +84,7 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.ckpt_path and resume_ckpt is None:
         report = load_network_weights(net, cfg.ckpt_path)
         log.info("fine-tuning from %s: %s", cfg.ckpt_path, report.summary())
-    if device.type == "cuda" and cfg.trainer.channels_last:
+    if cfg.trainer.channels_last:  # faster on CPU too (oneDNN): 1.3x for a train step of the tiny HRNet
         net = net.to(memory_format=torch.channels_last)
     if cfg.trainer.compile:
         net.compile()  # in place: the module, its state_dict keys and DDP wrapping stay as they are

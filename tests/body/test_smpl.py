@@ -43,6 +43,26 @@ def test_empty_batch(standin_model: BodyModel):
     assert out.joints_h36m17.shape == (0, 17, 3)
 
 
+@pytest.mark.parametrize("root_align", [True, False])
+def test_joints_only_gives_the_joints_and_gradients_of_the_full_mesh(standin_dir: Path, root_align: bool):
+    model = build_body_model("standin", standin_dir, root_align=root_align)
+    generator = torch.Generator().manual_seed(0)
+    inputs = [(torch.randn(5, size, generator=generator) * scale).requires_grad_()
+              for size, scale in ((3, 1.0), (63, 0.4), (10, 1.0))]
+    full, joints_only = model(*inputs), model(*inputs, vertices=False)
+    assert joints_only.vertices is None and full.vertices.shape == (5, 6890, 3)
+    assert len(model.joints_only.v_template) < 6890 / 2  # the point of it: most vertices are not skinned
+    for name in ("joints54", "joints_h36m17"):
+        expected, got = getattr(full, name), getattr(joints_only, name)
+        torch.testing.assert_close(got, expected, atol=2e-6, rtol=0)
+        weights = torch.randn(expected.shape, generator=generator)
+        expected_grads = torch.autograd.grad((expected * weights).sum(), inputs, retain_graph=True)
+        got_grads = torch.autograd.grad((got * weights).sum(), inputs, retain_graph=True)
+        for want, have in zip(expected_grads, got_grads):
+            torch.testing.assert_close(have, want, atol=5e-5, rtol=1e-4)
+    assert model(*rest(0), vertices=False).vertices is None
+
+
 def test_rest_pose_reproduces_the_template_joints(standin_model: BodyModel):
     out = standin_model(*rest())
     np.testing.assert_allclose(out.joints54[0, :24].numpy(), REST_JOINTS, atol=1e-5)

@@ -145,7 +145,7 @@ class TablePredictor(nn.Module):
         super().__init__()
         self.table = table
 
-    def forward(self, params: torch.Tensor, selection) -> dict:
+    def forward(self, params: torch.Tensor, selection, vertices: bool = True) -> dict:
         keys = zip(
             selection.batch_idx.tolist(),
             selection.center_yx[:, 0].tolist(),

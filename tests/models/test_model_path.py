@@ -10,7 +10,7 @@ from romp_hydra.models.model import PeoplePicker, forward_step, resolve_precisio
 class FixedPredictor(torch.nn.Module):
     """Stands in for the body model: every person's parameters are returned as its 'cam' (shape checks only)."""
 
-    def forward(self, params, selection):
+    def forward(self, params, selection, vertices=True):
         return {"batch_idx": selection.batch_idx, "person_idx": selection.person_idx,
                 "center_yx": selection.center_yx, "score": selection.score, "cam": params[:, :3]}
 

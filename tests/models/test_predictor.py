@@ -33,14 +33,14 @@ class FakeBody(nn.Module):
         self.register_buffer("joints", joints)
         self.calls = []
 
-    def forward(self, global_orient, body_pose, betas):
+    def forward(self, global_orient, body_pose, betas, vertices=True):
         self.calls.append(
             (global_orient.detach().clone(), body_pose.detach().clone(), betas.detach().clone())
         )
         shift = betas[:, None, :3]
         count = betas.shape[0]
         return FakeBodyOutput(
-            vertices=torch.ones(count, NUM_VERTS, 3) + shift,
+            vertices=torch.ones(count, NUM_VERTS, 3) + shift if vertices else None,
             joints54=self.joints.expand(count, -1, -1) + shift,
             joints_h36m17=self.joints[:17].expand(count, -1, -1) + shift,
         )
@@ -82,6 +82,14 @@ def test_root_alignment_and_weak_perspective_projection():
     # pj2d = s * (x, y) + (tx, ty) = 2 * (-1, 0) + (0.1, -0.3)
     torch.testing.assert_close(out["pj2d"][0, 45], torch.tensor([-1.9, -0.3]))
     assert out["pj2d"].shape == (1, 54, 2)
+
+
+def test_joints_only_leaves_the_meshes_out_and_keeps_the_joints():
+    full = Predictor(FakeBody(), root_align=True)(make_params(2))
+    joints_only = Predictor(FakeBody(), root_align=True)(make_params(2), vertices=False)
+    assert "verts" not in joints_only and set(joints_only) == set(full) - {"verts"}
+    for key in ("joints54", "joints_h36m17", "pj2d"):
+        torch.testing.assert_close(joints_only[key], full[key])
 
 
 def test_without_root_alignment_the_body_output_is_kept():

@@ -38,8 +38,8 @@ def test_logged_training_metrics_are_the_window_means_of_each_step(compose_cfg, 
     per_step: list[dict[str, float]] = []
     original = Trainer._forward_loss
 
-    def recording_forward_loss(self, batch):
-        total, terms, output = original(self, batch)
+    def recording_forward_loss(self, batch, **kwargs):
+        total, terms, output = original(self, batch, **kwargs)
         per_step.append({"train/loss": float(total), **{f"train/{k}": float(v) for k, v in terms.items()}})
         return total, terms, output
 
