@@ -18,8 +18,9 @@ from romp_hydra.training.checkpointing import load_checkpoint
 from tests.training.test_train import TINY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The quickstart's loader settings (one worker process), not the in-process shortcut of the other tests.
-WITH_WORKERS = [option for option in TINY if not option.startswith("data.num_workers=")]
+# One worker process (what the default data.num_workers=auto gives on 2 cores), not the in-process loading of
+# the other tests and of the quickstart.
+WITH_WORKERS = [option for option in TINY if not option.startswith("data.num_workers=")] + ["data.num_workers=1"]
 
 
 def _first_batch_keys(cfg_yaml: str) -> list[str]:
@@ -36,7 +37,7 @@ def test_workers_start_inside_a_joblib_loky_worker(compose_cfg):
     from joblib.externals.loky import get_reusable_executor
 
     cfg = compose_cfg([*WITH_WORKERS, "logger=none"])
-    assert cfg.data.num_workers == 1  # the quickstart's own setting
+    assert cfg.data.num_workers == 1
     needed = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("data", "dataset", "sampling", "trainer")}
     cfg_yaml = OmegaConf.to_yaml({**needed, "seed": cfg.seed})
     keys = get_reusable_executor(max_workers=1).submit(_first_batch_keys, cfg_yaml).result()  # joblib's pool
