@@ -112,3 +112,25 @@ def test_a_failing_validation_loses_no_steps(compose_cfg, tmp_path, monkeypatch,
     with pytest.raises(RuntimeError, match="validation data went missing"):
         train(compose_cfg([*QUIET, *overrides]))
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["loop"]["step"] == 3
+
+
+def test_meshes_are_built_only_for_the_steps_that_draw_them(compose_cfg, tmp_path, monkeypatch):
+    from romp_hydra.models.predictor import Predictor
+    from romp_hydra.training.loop import Trainer
+
+    asked, drawn = [], []
+    original = Predictor.forward
+
+    def recording_forward(self, params, selection=None, vertices=True):
+        asked.append(vertices)
+        return original(self, params, selection, vertices)
+
+    def recording_draw(self, batch, maps, people, step):
+        drawn.append((step, tuple(people["verts"].shape[1:])))
+
+    monkeypatch.setattr(Predictor, "forward", recording_forward)
+    monkeypatch.setattr("romp_hydra.viz.panels.TrainingPictures.draw_train", recording_draw)
+    no_val = [option for option in QUIET if not option.startswith("val.")]
+    train(compose_cfg([*no_val, "trainer.max_steps=7", "trainer.vis_every_steps=3", "val=none"]))
+    assert asked == [True, False, True, False, False, True, False]  # step 1, then every 3rd
+    assert drawn == [(1, (6890, 3)), (3, (6890, 3)), (6, (6890, 3))]
