@@ -73,7 +73,7 @@ def test_a_failing_sweep_job_returns_the_failure_objective_and_a_failed_run(swee
     assert run.info.status == "FAILED"
     assert "missing.pt" in run.data.tags["error"]
     assert run.data.tags["sweep.job_num"] == "3"
-    assert run.data.params["mixture.synth_solo"] == "0.5"
+    assert run.data.params["mixture.synth_solo"] == "0.3"  # sampling=synthetic's
     assert (tmp_path / "sweep" / "3" / "mlflow_run_id").read_text() == run.info.run_id
 
 

@@ -82,7 +82,7 @@ def test_raw_params_become_valid_sampling_weights(compose_cfg):
 def test_without_raw_params_nothing_changes(compose_cfg):
     cfg = compose_cfg(["experiment=quickstart", "sampling.weights.synth_crowd=0.8", "sampling.normalize=true"])
     assert apply_simplex_weights(cfg) is None
-    assert dict(cfg.sampling.weights) == {"synth_solo": 0.5, "synth_crowd": 0.8}
+    assert dict(cfg.sampling.weights) == {"synth_solo": 0.3, "synth_crowd": 0.8}
 
 
 def test_a_missing_raw_param_is_a_config_error(compose_cfg):

@@ -21,10 +21,10 @@ def test_grid_sweep_nests_three_jobs_under_one_parent(grid_sweep):
     assert parent.data.tags["sweep.num_jobs"] == "3"
     assert [child.info.status for child in children] == ["FINISHED"] * 3
 
-    # raw weights as configured (synth_solo stays 0.5), normalised ones divided by their sum
+    # raw weights as configured (synth_solo stays sampling=synthetic's 0.3), normalised ones divided by their sum
     assert [child.data.params["sampling.weights.synth_crowd"] for child in children] == ["0.2", "0.5", "0.8"]
-    assert {child.data.params["sampling.weights.synth_solo"] for child in children} == {"0.5"}
-    expected_crowd = [0.2 / 0.7, 0.5 / 1.0, 0.8 / 1.3]
+    assert {child.data.params["sampling.weights.synth_solo"] for child in children} == {"0.3"}
+    expected_crowd = [0.2 / 0.5, 0.5 / 0.8, 0.8 / 1.1]
     for child, crowd in zip(children, expected_crowd):
         assert float(child.data.params["mixture.synth_crowd"]) == pytest.approx(crowd, abs=1e-6)
         assert float(child.data.params["mixture.synth_solo"]) == pytest.approx(1 - crowd, abs=1e-6)
@@ -44,7 +44,7 @@ def test_failing_job_is_failed_and_the_others_finish(tmp_path, shared_cache_dir,
     failed, finished = children
     assert "no_such_checkpoint.pt" in failed.data.tags["error"]
     assert failed.data.params["ckpt_path"] == str(missing)  # the failed run still holds the job's config
-    assert failed.data.params["mixture.synth_crowd"] == "0.5"
+    assert failed.data.params["mixture.synth_crowd"] == "0.7"
     assert "val/mpjpe" not in failed.data.metrics
     assert finished.data.metrics["final/step"] == SWEEP_STEPS and "val/mpjpe" in finished.data.metrics
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.num_failed"] == "1"
