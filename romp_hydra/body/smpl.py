@@ -209,7 +209,8 @@ class BodyModel(nn.Module):
             else:
                 mesh = None
                 regress_from, joints45 = self.joints_only(betas.to(dtype), global_rot, body_rot)
-                extra_regressor, h36m_regressor = self.joints_only.j_regressor_extra, self.joints_only.j_regressor_h36m17
+                extra_regressor = self.joints_only.j_regressor_extra
+                h36m_regressor = self.joints_only.j_regressor_h36m17
             extra = torch.einsum("jv,nvc->njc", extra_regressor, regress_from)
             joints54 = torch.cat([joints45, extra], dim=1)  # 24 kinematic + 21 vertices + 9
             joints_h36m17 = torch.einsum("jv,nvc->njc", h36m_regressor, regress_from)
